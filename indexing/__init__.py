@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Indexing: corpus readers, language handling, channel writers, the builder and the manifest."""

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Retrieval: channel searchers, the Ranking type, fusion and the Searcher facade."""

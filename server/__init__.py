@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The HTTP search service (FastAPI)."""

@@ -1,0 +1,179 @@
+"""Index builds: corpus -> every channel + docstore + manifest, published atomically.
+
+A build writes into a temporary sibling directory and only replaces the target once every channel has
+been written, verified and described in the manifest. If anything fails (bad corpus line, a channel
+error, Ctrl-C), the temporary directory is removed and the previous index, if any, is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from indexing.channel import WRITERS, ChannelWriter, open_writer
+from indexing.config import IndexConfig
+from indexing.docstore import DocStore
+from indexing.documents import CorpusError, Document
+from indexing.manifest import MANIFEST_NAME, Manifest
+
+log = logging.getLogger(__name__)
+
+_BATCH = 2000
+
+
+class IndexExistsError(FileExistsError):
+    """The target directory already holds something and the caller did not ask to replace it."""
+
+
+def build_index(
+    documents: Iterable[Document],
+    index_dir: Path | str,
+    config: IndexConfig | None = None,
+    *,
+    overwrite: bool = False,
+    sources: Iterable[str] = (),
+    skipped: Counter[str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Manifest:
+    """Build an index over ``documents`` at ``index_dir`` and return its manifest.
+
+    ``skipped`` is the reader's counter of skipped lines (``on_error="skip"``); duplicate ids skipped
+    here are added to it, and the totals are recorded in the manifest. ``on_progress`` is called with
+    the number of documents indexed so far, every few thousand documents and at the end.
+    """
+    config = config or IndexConfig()
+    target = Path(index_dir).resolve()
+    _check_target(target, overwrite)
+    unknown = [c for c in config.channels if c not in WRITERS]
+    if unknown:
+        raise ValueError(f"unknown channel(s) {unknown}; known channels: {sorted(WRITERS)}")
+    skipped = skipped if skipped is not None else Counter()
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    started = time.perf_counter()
+    try:
+        writers = {c: open_writer(c, staging / c, config.channel_config(c)) for c in config.channels}
+        store = DocStore.in_directory(staging, create=True)
+        count = _ingest(documents, config, writers, store, skipped, on_progress)
+        if count == 0:
+            raise CorpusError(
+                "corpus",
+                "no documents to index",
+                "Check the corpus path and format (JSONL with id and text).",
+            )
+        channels = {name: writer.close() for name, writer in writers.items()}
+        languages = store.language_counts()
+        store.close()
+        manifest = Manifest(
+            config=config.to_dict(),
+            channels=channels,
+            documents=count,
+            languages=languages,
+            sources=[str(s) for s in sources],
+            skipped=dict(skipped),
+            build_seconds=round(time.perf_counter() - started, 3),
+        )
+        manifest.write(staging)
+        _publish(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _ingest(
+    documents: Iterable[Document],
+    config: IndexConfig,
+    writers: dict[str, ChannelWriter],
+    store: DocStore,
+    skipped: Counter[str],
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    seen: dict[str, str] = {}
+    pending: list[Document] = []
+    count = 0
+    for position, doc in enumerate(documents, start=1):
+        where = doc.origin or f"document #{position}"
+        if not isinstance(doc.id, str) or not doc.id.strip():
+            raise CorpusError(where, f"invalid document id {doc.id!r}", "Give every document a non-empty id.")
+        if not doc.text or not doc.text.strip():
+            raise CorpusError(where, f"document {doc.id!r} has empty text", "Remove it or give it text.")
+        if doc.id in seen:
+            if config.on_error == "skip":
+                skipped["duplicate_id"] += 1
+                log.warning("%s: duplicate id %r skipped (first seen at %s)", where, doc.id, seen[doc.id])
+                continue
+            raise CorpusError(
+                where,
+                f"duplicate document id {doc.id!r} (first seen at {seen[doc.id]})",
+                "Ids must be unique across the corpus: fix the id, or pass --on-error skip to keep the first.",
+                reason="duplicate_id",
+            )
+        seen[doc.id] = where
+        doc = _with_language(doc, config)
+        for writer in writers.values():
+            writer.add(doc)
+        pending.append(doc)
+        count += 1
+        if len(pending) >= _BATCH:
+            store.add_many(pending)
+            pending.clear()
+            if on_progress:
+                on_progress(count)
+    store.add_many(pending)
+    if on_progress:
+        on_progress(count)
+    return count
+
+
+def _with_language(doc: Document, config: IndexConfig) -> Document:
+    if doc.lang:
+        return doc
+    if config.language.default:
+        return replace(doc, lang=config.language.default)
+    from indexing.languages import detect_language
+
+    code, confidence = detect_language(doc.text)
+    metadata = {**doc.metadata, "lang_detected": round(confidence, 3)}
+    return replace(
+        doc, lang=code if confidence >= config.language.min_confidence else None, metadata=metadata
+    )
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise IndexExistsError(f"{target} exists and is not a directory: choose another index path.")
+    if (target / MANIFEST_NAME).is_file():
+        if not overwrite:
+            raise IndexExistsError(
+                f"{target} already holds an index: pass --overwrite to replace it "
+                "(the old index stays usable until the new one is complete)."
+            )
+        return
+    if any(target.iterdir()):
+        raise IndexExistsError(
+            f"{target} is a non-empty directory that is not an xlir index: refusing to replace it. "
+            "Choose a new or empty directory."
+        )
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Swap the finished build in. The previous index is moved aside first, then removed."""
+    if target.exists():
+        retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, target)

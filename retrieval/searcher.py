@@ -1,0 +1,182 @@
+"""The Searcher facade: open an index directory, search it by every channel it has, fuse, return hits.
+
+Reads the manifest written at build time and opens each channel's searcher with exactly the settings
+that channel was built with. The server and eval packages call this; so does ``xlir search``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexing.docstore import DocStore
+from indexing.documents import Document
+from indexing.manifest import Manifest
+from retrieval.channel import ChannelSearcher, open_searcher
+from retrieval.ranking import ChannelScore, Ranking
+
+log = logging.getLogger(__name__)
+
+#: Longest query accepted, in characters. Longer input is almost always a mistake (a pasted document).
+MAX_QUERY_CHARS = 4096
+
+
+class QueryError(ValueError):
+    """A query the engine cannot run as given (empty, too long, unknown language or channel)."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A hit as a person sees it: the document, its score and what each channel said about it."""
+
+    rank: int
+    docid: str
+    score: float
+    lang: str | None
+    title: str | None
+    text: str
+    metadata: dict[str, Any]
+    sources: dict[str, ChannelScore]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    query_lang: str | None
+    channels: list[str]
+    hits: list[SearchHit] = field(default_factory=list)
+
+
+class Searcher:
+    """Search one xlir index. ``Searcher(path).search("query", k=10)``."""
+
+    def __init__(self, index_dir: Path | str, channels: Sequence[str] | None = None) -> None:
+        self.index_dir = Path(index_dir)
+        self.manifest = Manifest.read(self.index_dir)
+        available = list(self.manifest.channels)
+        chosen = list(channels) if channels else available
+        missing = [c for c in chosen if c not in available]
+        if missing:
+            raise QueryError(f"index {self.index_dir} has no channel {missing}; it has: {available}")
+        self._channels: dict[str, ChannelSearcher] = {
+            name: open_searcher(name, self.index_dir / name, self.manifest.channels[name]) for name in chosen
+        }
+        self.docstore = DocStore.in_directory(self.index_dir)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    @property
+    def languages(self) -> dict[str, int]:
+        return dict(self.manifest.languages)
+
+    def ranking(
+        self,
+        query: str,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        channels: Sequence[str] | None = None,
+    ) -> Ranking:
+        """The fused ranking for ``query`` (docids and scores only): what eval consumes."""
+        query = self._check_query(query, k)
+        wanted = self._check_channels(channels)
+        lang_filter = self._check_langs(langs)
+        depth = max(k, 100) if len(wanted) > 1 else k
+        rankings = [self._channels[c].search(query, depth, lang_filter) for c in wanted]
+        if len(rankings) == 1:
+            return rankings[0].top(k)
+        from retrieval.fusion import rrf
+
+        return rrf(rankings).top(k)
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        channels: Sequence[str] | None = None,
+    ) -> SearchResult:
+        """Search and return hits with their documents, and the detected query language."""
+        ranking = self.ranking(query, k, langs, channels)
+        docs = self.docstore.get_many(ranking.docids)
+        hits = [
+            _hit(rank, hit.docid, hit.score, hit.sources, docs.get(hit.docid))
+            for rank, hit in enumerate(ranking, start=1)
+        ]
+        return SearchResult(
+            query=query, query_lang=_query_language(query), channels=self._check_channels(channels), hits=hits
+        )
+
+    def close(self) -> None:
+        for searcher in self._channels.values():
+            searcher.close()
+        self.docstore.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_query(self, query: str, k: int) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("the query is empty: give some words to search for.")
+        if len(query) > MAX_QUERY_CHARS:
+            raise QueryError(
+                f"the query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}. "
+                "Shorten it to the words that matter."
+            )
+        if k < 1:
+            raise QueryError(f"k must be at least 1 (got {k}).")
+        return query.strip()
+
+    def _check_channels(self, channels: Sequence[str] | None) -> list[str]:
+        if not channels:
+            return list(self._channels)
+        unknown = [c for c in channels if c not in self._channels]
+        if unknown:
+            raise QueryError(f"unknown channel(s) {unknown}; this index has: {list(self._channels)}")
+        return list(channels)
+
+    def _check_langs(self, langs: Collection[str] | None) -> set[str] | None:
+        if not langs:
+            return None
+        from indexing.languages import normalize_language
+
+        normalized = {normalize_language(lang) for lang in langs}
+        absent = sorted(normalized - set(self.manifest.languages))
+        if absent:
+            raise QueryError(
+                f"the index has no documents in language(s) {absent}; "
+                f"it has: {', '.join(sorted(self.manifest.languages))}"
+            )
+        return normalized
+
+
+def _hit(rank: int, docid: str, score: float, sources: Any, doc: Document | None) -> SearchHit:
+    if doc is None:
+        log.warning("hit %s is missing from the document store", docid)
+    return SearchHit(
+        rank=rank,
+        docid=docid,
+        score=score,
+        lang=doc.lang if doc else None,
+        title=doc.title if doc else None,
+        text=doc.text if doc else "",
+        metadata=doc.metadata if doc else {},
+        sources=dict(sources),
+    )
+
+
+def _query_language(query: str) -> str | None:
+    from indexing.languages import detect_language
+
+    try:
+        code, confidence = detect_language(query)
+    except ValueError:
+        return None
+    return code if confidence >= 0.3 else None

@@ -1,0 +1,85 @@
+"""The xlir command as a user runs it: a real process, real index, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import write_jsonl
+
+XLIR = [sys.executable, "-m", "xlir.cli"]
+
+
+def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XLIR_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([*XLIR, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_help_is_everywhere(tmp_path: Path) -> None:
+    for args in ([], ["index"], ["index", "build"], ["search"], ["demo"]):
+        done = run(*args, "--help", home=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "Usage" in done.stdout
+
+
+def test_build_info_search_round_trip(tmp_path: Path, sample: Path) -> None:
+    index = tmp_path / "idx"
+    done = run("index", "build", str(sample), str(index), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "288 documents" in done.stderr
+
+    info = run("index", "info", str(index), "--json", home=tmp_path)
+    assert json.loads(info.stdout)["languages"]["zh"] == 48
+
+    found = run(
+        "search", str(index), "Panthers defense points", "-k", "3", "--lang", "de", "--json", home=tmp_path
+    )
+    result = json.loads(found.stdout)
+    assert result["hits"][0]["docid"] == "de-a00p00"
+    assert len(result["hits"]) == 3
+
+    human = run("search", str(index), "Panthers defense points", "-k", "2", home=tmp_path)
+    assert "en-a00p00" in human.stdout
+
+
+def test_user_errors_are_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "fine", "lang": "en"}\n{"id": "b", "text": \n', encoding="utf-8")
+    done = run("index", "build", str(bad), str(tmp_path / "idx"), home=tmp_path)
+    assert done.returncode == 2
+    assert "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "idx").exists()
+
+    skipped = run("index", "build", str(bad), str(tmp_path / "idx"), "--on-error", "skip", home=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "malformed_json" in skipped.stderr
+
+    missing = run("search", str(tmp_path / "nowhere"), "query", home=tmp_path)
+    assert missing.returncode == 2 and "no such index" in missing.stderr
+
+    empty = run("search", str(tmp_path / "idx"), "  ", home=tmp_path)
+    assert empty.returncode == 2 and "empty" in empty.stderr
+
+
+def test_demo_builds_the_sample_and_answers_across_languages(tmp_path: Path) -> None:
+    done = run("demo", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "indexes" / "sample" / "manifest.json").is_file()
+    assert "en-a00p00" in done.stdout and "de-a00p00" in done.stdout
+
+
+def test_corpus_without_languages_gets_them_detected(tmp_path: Path) -> None:
+    corpus = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"id": "1", "text": "Der schnelle braune Fuchs springt über den faulen Hund."},
+            {"id": "2", "text": "The quick brown fox jumps over the lazy dog."},
+        ],
+    )
+    done = run("index", "build", str(corpus), str(tmp_path / "idx"), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(run("index", "info", str(tmp_path / "idx"), "--json", home=tmp_path).stdout)
+    assert info["languages"] == {"de": 1, "en": 1}

@@ -1,0 +1,72 @@
+"""The Searcher facade over a real index of the bundled sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexing.manifest import IndexNotFoundError
+from retrieval.searcher import MAX_QUERY_CHARS, QueryError, Searcher
+
+
+@pytest.fixture(scope="module")
+def searcher(sample_index: Path) -> Searcher:
+    with Searcher(sample_index) as searcher:
+        yield searcher
+
+
+def test_monolingual_question_finds_its_paragraph(searcher: Searcher) -> None:
+    result = searcher.search("How many points did the Panthers defense surrender?", k=5, langs=["en"])
+    assert result.hits[0].docid == "en-a00p00"
+    assert result.query_lang == "en"
+    assert [h.rank for h in result.hits] == [1, 2, 3, 4, 5]
+    assert all(h.lang == "en" for h in result.hits)
+    assert result.hits[0].text.startswith("The Panthers defense")
+    assert result.hits[0].sources["bm25"].rank == 1
+
+
+def test_cross_lingual_query_reaches_other_languages_through_shared_names(searcher: Searcher) -> None:
+    result = searcher.search("Panthers defense Kawann Short sacks", k=3, langs=["de"])
+    assert result.hits[0].docid == "de-a00p00"
+    assert result.hits[0].lang == "de"
+
+
+def test_language_filter_accepts_any_code_form(searcher: Searcher) -> None:
+    by_639_3 = searcher.ranking("Panthers", k=5, langs=["deu"])
+    by_639_1 = searcher.ranking("Panthers", k=5, langs=["de"])
+    assert by_639_3.docids == by_639_1.docids
+    assert all(d.startswith("de-") for d in by_639_1.docids)
+
+
+def test_unfiltered_search_merges_languages(searcher: Searcher) -> None:
+    ranking = searcher.ranking("Panthers Kawann Short", k=20)
+    assert len({docid.split("-")[0] for docid in ranking.docids}) >= 3
+    scores = [hit.score for hit in ranking]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "kwargs", "message"),
+    [
+        ("", {}, "empty"),
+        ("   ", {}, "empty"),
+        ("x" * (MAX_QUERY_CHARS + 1), {}, "limit"),
+        ("Panthers", {"k": 0}, "k must be"),
+        ("Panthers", {"langs": ["fr"]}, "no documents in language"),
+        ("Panthers", {"langs": ["not-a-language!"]}, "language"),
+        ("Panthers", {"channels": ["dense"]}, "unknown channel"),
+    ],
+)
+def test_bad_queries_get_clear_errors(searcher: Searcher, query: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        searcher.search(query, **kwargs)
+
+
+def test_opening_something_that_is_not_an_index(tmp_path: Path, sample_index: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="no such index"):
+        Searcher(tmp_path / "nowhere")
+    with pytest.raises(IndexNotFoundError, match="not an xlir index"):
+        Searcher(tmp_path)
+    with pytest.raises(QueryError, match="has no channel"):
+        Searcher(sample_index, channels=["dense"])

@@ -1,0 +1,226 @@
+"""The ``xlir`` command: index, search, demo (and more subcommands as channels arrive)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="xlir: cross-lingual retrieval. Build an index over a multilingual corpus, then search it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+console = Console(stderr=True)
+out = Console()
+
+#: Errors a user can cause and fix; shown as one clear line, not a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError)
+
+
+def xlir_home() -> Path:
+    return Path(os.environ.get("XLIR_HOME", Path.home() / ".cache" / "xlir"))
+
+
+def sample_corpus() -> Path:
+    return Path(__file__).parent / "data" / "sample"
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+    )
+
+
+def _fail(error: BaseException) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {error}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Annotated[
+        Path, typer.Argument(help="JSONL file(s) dir, BEIR dir, or a collection (corpus/*.jsonl).")
+    ],
+    index_dir: Annotated[Path, typer.Argument(help="Where to write the index (a new or empty directory).")],
+    channel: Annotated[list[str], typer.Option("--channel", "-c", help="Channel(s) to build.")] = ["bm25"],  # noqa: B006
+    lang: Annotated[str | None, typer.Option(help="Language of documents that have no 'lang' field.")] = None,
+    on_error: Annotated[
+        str, typer.Option(help="'stop' at the first bad line, or 'skip' and count it.")
+    ] = "stop",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index (atomically).")] = False,
+    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 0.9,
+    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.4,
+) -> None:
+    """Build an index over CORPUS into INDEX_DIR."""
+    from indexing.config import BM25Config, IndexConfig, LanguageConfig
+
+    if on_error not in ("stop", "skip"):
+        raise _fail(ValueError(f"--on-error must be 'stop' or 'skip', not {on_error!r}"))
+    try:
+        config = IndexConfig(
+            channels=tuple(channel),
+            bm25=BM25Config(k1=k1, b=b),
+            language=LanguageConfig(default=_normalized(lang)),
+            on_error=on_error,  # type: ignore[arg-type]
+        )
+        manifest = _build(corpus, index_dir, config, overwrite)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    _print_manifest(index_dir, manifest)
+
+
+def _normalized(lang: str | None) -> str | None:
+    if lang is None:
+        return None
+    from indexing.languages import normalize_language
+
+    return normalize_language(lang)
+
+
+def _build(corpus: Path, index_dir: Path, config, overwrite: bool):  # noqa: ANN001, ANN202
+    from indexing.readers import ReadReport, open_corpus
+
+    from indexing.builder import build_index
+
+    report = ReadReport()
+    documents = open_corpus(corpus, lang=config.language.default, on_error=config.on_error, report=report)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"indexing {corpus}", total=None)
+        manifest = build_index(
+            documents,
+            index_dir,
+            config,
+            overwrite=overwrite,
+            sources=[str(corpus)],
+            skipped=report.skipped,
+            on_progress=lambda n: progress.update(task, description=f"indexing {corpus}: {n:,} documents"),
+        )
+    if report.skipped:
+        console.print(f"[yellow]skipped:[/] {dict(report.skipped)}; first problems:")
+        for message in report.first_errors:
+            console.print(f"  {message}", highlight=False)
+    return manifest
+
+
+def _print_manifest(index_dir: Path, manifest) -> None:  # noqa: ANN001
+    console.print(
+        f"[green]index ready:[/] {index_dir}  {manifest.documents:,} documents, "
+        f"{len(manifest.languages)} languages, channels {list(manifest.channels)}, "
+        f"{manifest.build_seconds:.1f} s"
+    )
+
+
+@index_app.command("info")
+def index_info(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
+) -> None:
+    """Show what an index holds and how it was built."""
+    from indexing.manifest import Manifest
+
+    try:
+        manifest = Manifest.read(index_dir)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    if as_json:
+        out.print_json(json.dumps(asdict(manifest), ensure_ascii=False))
+        return
+    table = Table(title=f"{index_dir}", show_header=False)
+    table.add_row("documents", f"{manifest.documents:,}")
+    table.add_row("languages", ", ".join(f"{k}:{v}" for k, v in manifest.languages.items()))
+    table.add_row("channels", ", ".join(manifest.channels))
+    table.add_row("built", f"{manifest.created} in {manifest.build_seconds:.1f} s")
+    table.add_row("sources", "\n".join(manifest.sources))
+    if manifest.skipped:
+        table.add_row("skipped", json.dumps(manifest.skipped))
+    table.add_row("libraries", ", ".join(f"{k} {v}" for k, v in manifest.libraries.items()))
+    out.print(table)
+
+
+@app.command("search")
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory.")],
+    query: Annotated[str, typer.Argument(help="What to search for, in any language.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", "-l", help="Only documents in these languages.")
+    ] = None,
+    channel: Annotated[list[str] | None, typer.Option("--channel", "-c", help="Channels to use.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
+) -> None:
+    """Search INDEX_DIR for QUERY."""
+    from retrieval.searcher import Searcher
+
+    try:
+        with Searcher(index_dir) as searcher:
+            result = searcher.search(query, k=k, langs=lang, channels=channel)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    _print_result(result, as_json)
+
+
+def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        out.print_json(json.dumps(asdict(result), ensure_ascii=False))
+        return
+    out.print(f"[bold]{result.query}[/]  (query language: {result.query_lang or 'unknown'})", highlight=False)
+    if not result.hits:
+        out.print("no hits")
+    for hit in result.hits:
+        snippet = " ".join(hit.text.split())[:160]
+        out.print(
+            f"{hit.rank:>3}. [cyan]{hit.docid}[/] [{hit.lang}] {hit.score:.3f}  {snippet}", highlight=False
+        )
+
+
+@app.command("demo")
+def demo(
+    query: Annotated[
+        str, typer.Argument(help="An English question.")
+    ] = "How many points did the Panthers defense surrender?",
+    index_dir: Annotated[Path | None, typer.Option(help="Where to build the sample index.")] = None,
+) -> None:
+    """Index the bundled multilingual sample (XQuAD excerpt, 6 languages) and answer a cross-lingual query."""
+    index_dir = index_dir or xlir_home() / "indexes" / "sample"
+    from indexing.config import IndexConfig
+    from retrieval.searcher import Searcher
+
+    try:
+        manifest = _build(sample_corpus() / "corpus", index_dir, IndexConfig(), overwrite=True)
+        _print_manifest(index_dir, manifest)
+        with Searcher(index_dir) as searcher:
+            _print_result(searcher.search(query, k=5), as_json=False)
+            for lang in ("de", "zh"):
+                out.print(f"\n[bold]same question, only {lang} documents:[/]")
+                _print_result(searcher.search(query, k=3, langs=[lang]), as_json=False)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+
+
+if __name__ == "__main__":
+    sys.exit(app())
