@@ -1,0 +1,179 @@
+"""The BM25 channel writer: one Lucene index (Anserini, in-process) per document language.
+
+``directory/<lang>/`` holds the documents of one language, analyzed by that language's analyzer (see
+:mod:`indexing.analyzers`); documents of unknown language go to ``directory/und/`` (language-neutral).
+Only ids and analyzed contents (title + text) are indexed; texts live in the separate docstore.
+
+Documents are buffered per language and handed to Anserini's ``SimpleIndexer`` (through Pyserini's
+``LuceneIndexer``) in batches, which Anserini analyzes on its own thread pool. ``close`` commits every
+sub-index and re-opens it to check that it holds exactly the documents that were added: an analyzer
+that fails inside the JVM makes Anserini skip documents without raising, and that must not go unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from indexing.analyzers import analyzer_for, indexer_args, prepare_text
+from indexing.documents import Document
+from indexing.java import ensure_jvm
+
+logger = logging.getLogger(__name__)
+
+#: Sub-index name for documents without a language.
+UNKNOWN_LANG = "und"
+DEFAULT_K1 = 0.9
+DEFAULT_B = 0.4
+#: Documents handed to Anserini per call (per language).
+BATCH_SIZE = 2000
+
+_SAFE_LANG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
+def subindex_name(lang: str | None) -> str:
+    """Directory name of the sub-index for language ``lang`` (``und`` for unknown)."""
+    if lang is None:
+        return UNKNOWN_LANG
+    if not _SAFE_LANG.fullmatch(lang):
+        raise ValueError(
+            f"language code {lang!r} cannot name a BM25 sub-index; use an ISO 639 code such as 'de' or 'ast'"
+        )
+    return lang
+
+
+def bm25_params(config: dict[str, Any]) -> tuple[float, float]:
+    """Validated (k1, b) from a channel config or manifest details."""
+    try:
+        k1 = float(config.get("k1", DEFAULT_K1))
+        b = float(config.get("b", DEFAULT_B))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"BM25 k1 and b must be numbers, got k1={config.get('k1')!r}, b={config.get('b')!r}"
+        ) from exc
+    if k1 < 0:
+        raise ValueError(f"BM25 k1 must be >= 0, got {k1}")
+    if not 0.0 <= b <= 1.0:
+        raise ValueError(f"BM25 b must be between 0 and 1, got {b}")
+    return k1, b
+
+
+class _SubIndex:
+    """One language's Anserini indexer, its analyzer and what has been sent to it."""
+
+    def __init__(self, path: Path, analyzer: str, threads: int) -> None:
+        from pyserini.index.lucene import LuceneIndexer
+
+        self.path = path
+        self.analyzer = analyzer
+        self.buffer: list[Any] = []
+        self.added = 0
+        self.accepted = 0
+        args = ["-index", str(path), *indexer_args(analyzer)]
+        self.indexer = LuceneIndexer(str(path), args=args, threads=threads)
+
+
+class BM25Writer:
+    """Channel writer for BM25: routes each document to its language's Lucene sub-index.
+
+    ``config``: ``k1`` (default 0.9) and ``b`` (default 0.4), recorded for the searcher; ``threads``
+    (default: the CPU count) for Anserini's analysis threads; ``batch_size`` (default 2000).
+    """
+
+    def __init__(self, directory: Path, config: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.k1, self.b = bm25_params(config)
+        self.threads = int(config.get("threads") or os.cpu_count() or 1)
+        self.batch_size = int(config.get("batch_size", BATCH_SIZE))
+        if self.threads < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"BM25 threads and batch_size must be >= 1, got {self.threads}, {self.batch_size}"
+            )
+        self._subindexes: dict[str, _SubIndex] = {}
+        self._closed = False
+        ensure_jvm()
+        from pyserini.index.lucene._indexer import JsonCollectionDocument
+
+        self._make_doc = JsonCollectionDocument.fromFields
+
+    def _subindex(self, lang: str | None) -> _SubIndex:
+        name = subindex_name(lang)
+        sub = self._subindexes.get(name)
+        if sub is None:
+            path = self.directory / name
+            if path.exists() and any(path.iterdir()):
+                raise RuntimeError(
+                    f"BM25 sub-index {path} already exists; build into an empty directory "
+                    "(delete the old index first)"
+                )
+            sub = _SubIndex(path, analyzer_for(lang), self.threads)
+            self._subindexes[name] = sub
+        return sub
+
+    def add(self, doc: Document) -> None:
+        """Queue ``doc`` for its language's sub-index (sent to Lucene in batches)."""
+        if self._closed:
+            raise RuntimeError("BM25Writer.add() after close(); open a new writer")
+        sub = self._subindex(doc.lang)
+        contents = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+        sub.buffer.append(self._make_doc(doc.id, prepare_text(sub.analyzer, contents)))
+        if len(sub.buffer) >= self.batch_size:
+            self._flush(sub)
+
+    def _flush(self, sub: _SubIndex) -> None:
+        if not sub.buffer:
+            return
+        sent = len(sub.buffer)
+        sub.accepted += sub.indexer.object.addJsonDocuments(sub.buffer)
+        sub.added += sent
+        sub.buffer = []
+        if sub.accepted != sub.added:
+            raise RuntimeError(self._loss_message(sub.path.name, sub.analyzer, sub.added, sub.accepted))
+
+    @staticmethod
+    def _loss_message(lang: str, analyzer: str, added: int, indexed: int) -> str:
+        return (
+            f"BM25 sub-index {lang!r} (analyzer {analyzer!r}) indexed {indexed} of {added} documents: "
+            "Lucene failed to analyze the rest (for example a language whose analyzer this Java runtime "
+            "cannot run). Index this language with the language-neutral analyzer or report it."
+        )
+
+    def close(self) -> dict[str, Any]:
+        """Commit every sub-index, verify its document count, and return the manifest details."""
+        if self._closed:
+            raise RuntimeError("BM25Writer.close() called twice")
+        self._closed = True
+        try:
+            for sub in self._subindexes.values():
+                self._flush(sub)
+        finally:
+            for sub in self._subindexes.values():
+                sub.indexer.close()
+        subindexes: dict[str, dict[str, Any]] = {}
+        for name, sub in sorted(self._subindexes.items()):
+            count = count_documents(sub.path)
+            if count != sub.added:
+                raise RuntimeError(self._loss_message(name, sub.analyzer, sub.added, count))
+            subindexes[name] = {"path": name, "analyzer": sub.analyzer, "documents": count}
+        logger.debug("BM25 index at %s: %s", self.directory, subindexes)
+        return {"k1": self.k1, "b": self.b, "subindexes": subindexes}
+
+
+def count_documents(path: Path) -> int:
+    """Number of live documents in the Lucene index at ``path`` (opened afresh from disk)."""
+    ensure_jvm()
+    from jnius import autoclass
+
+    paths = autoclass("java.nio.file.Paths")
+    directory = autoclass("org.apache.lucene.store.FSDirectory").open(paths.get(str(path)))
+    try:
+        reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+        try:
+            return int(reader.numDocs())
+        finally:
+            reader.close()
+    finally:
+        directory.close()
