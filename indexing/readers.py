@@ -450,7 +450,30 @@ def read_collection_corpus(
                 "not_found",
             )
         paths = [available[n] for n in names]
-    return _read_many(paths, norm_lang, on_error, report)
+    return _read_sides(paths, norm_lang, on_error, report)
+
+
+def _read_sides(
+    paths: list[Path], lang: str | None, on_error: OnError, report: ReadReport | None
+) -> Iterator[Document]:
+    report = report if report is not None else ReadReport()
+    for path in paths:
+        yield from _iter_jsonl(path, lang or _side_language(_stem(path)), on_error, report)
+
+
+def _side_language(stem: str) -> str | None:
+    """The language of a shared-layout file named ``<lang>-for-<X>`` (Tatoeba's ``eng-for-fra``: English).
+
+    Such files hold one language's side of a bitext whose records carry ``"lang": "eng-for-fra"``,
+    which is a file name, not a language code; the part before ``-for-`` is the documents' language.
+    """
+    side, sep, _ = stem.partition("-for-")
+    if not sep:
+        return None
+    try:
+        return normalize_language(side)
+    except LanguageError:
+        return None
 
 
 def _stem(path: Path) -> str:

@@ -39,7 +39,8 @@ def test_build_info_search_round_trip(tmp_path: Path, sample: Path) -> None:
     )
     result = json.loads(found.stdout)
     assert result["hits"][0]["docid"] == "de-a00p00"
-    assert len(result["hits"]) == 3
+    assert 1 <= len(result["hits"]) <= 3
+    assert {hit["lang"] for hit in result["hits"]} == {"de"}
 
     human = run("search", str(index), "Panthers defense points", "-k", "2", home=tmp_path)
     assert "en-a00p00" in human.stdout

@@ -319,3 +319,17 @@ def test_utf8_bom_and_crlf_line_ends(tmp_path: Path) -> None:
     path = tmp_path / "windows.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"id": 1, "text": "a"}\r\n{"id": 2, "text": "b"}\r\n')
     assert [(d.id, d.text) for d in read_jsonl(path)] == [("1", "a"), ("2", "b")]
+
+
+def test_bitext_side_files_take_their_language_from_the_name(tmp_path: Path) -> None:
+    """Tatoeba's corpus/eng-for-fra.jsonl records say "lang": "eng-for-fra": the documents are English."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "eng-for-fra.jsonl").write_text(
+        '{"id": "eng-fra-0000", "text": "We agree with you.", "lang": "eng-for-fra"}\n', encoding="utf-8"
+    )
+    (corpus / "de.jsonl").write_text(
+        '{"id": "d1", "text": "Wir sind einverstanden.", "lang": "de"}\n', encoding="utf-8"
+    )
+    docs = list(open_corpus(tmp_path))
+    assert [(d.id, d.lang) for d in docs] == [("d1", "de"), ("eng-fra-0000", "en")]
