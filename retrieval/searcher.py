@@ -7,7 +7,7 @@ that channel was built with. The server and eval packages call this; so does ``x
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,37 @@ class Searcher:
         from retrieval.fusion import rrf
 
         return rrf(rankings).top(k)
+
+    def rankings(
+        self,
+        queries: Mapping[str, str],
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        channels: Sequence[str] | None = None,
+    ) -> dict[str, Ranking]:
+        """Fused rankings for many queries (qid -> text): what eval runs consume.
+
+        Channels that offer ``batch_search`` get every query in one call (one encoder batch for the
+        neural channels); the others are searched query by query.
+        """
+        qids = list(queries)
+        texts = [self._check_query(queries[qid], k) for qid in qids]
+        wanted = self._check_channels(channels)
+        lang_filter = self._check_langs(langs)
+        depth = max(k, 100) if len(wanted) > 1 else k
+        per_channel = []
+        for name in wanted:
+            channel = self._channels[name]
+            batch = getattr(channel, "batch_search", None)
+            if batch is not None:
+                per_channel.append(batch(texts, depth, lang_filter))
+            else:
+                per_channel.append([channel.search(text, depth, lang_filter) for text in texts])
+        if len(per_channel) == 1:
+            return {qid: ranking.top(k) for qid, ranking in zip(qids, per_channel[0], strict=True)}
+        from retrieval.fusion import rrf
+
+        return {qid: rrf([rankings[i] for rankings in per_channel]).top(k) for i, qid in enumerate(qids)}
 
     def search(
         self,

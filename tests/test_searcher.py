@@ -70,3 +70,18 @@ def test_opening_something_that_is_not_an_index(tmp_path: Path, sample_index: Pa
         Searcher(tmp_path)
     with pytest.raises(QueryError, match="has no channel"):
         Searcher(sample_index, channels=["dense"])
+
+
+def test_batch_rankings_equal_one_by_one(searcher: Searcher) -> None:
+    queries = {
+        "q1": "How many points did the Panthers defense surrender?",
+        "q2": "Wer gewann den Super Bowl?",
+        "q3": "Panthers",
+    }
+    batched = searcher.rankings(queries, k=5, langs=["en", "de"])
+    for qid, text in queries.items():
+        single = searcher.ranking(text, k=5, langs=["en", "de"])
+        assert batched[qid].docids == single.docids
+        assert [h.score for h in batched[qid]] == pytest.approx([h.score for h in single])
+    with pytest.raises(QueryError, match="empty"):
+        searcher.rankings({"q": ""})
