@@ -82,14 +82,17 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 def bench_indexing(name: str, corpus_dir: Path, files: dict[str, Path], work: Path, repeat: int) -> dict:
     xlir_rates, pys_rates = [], []
     documents = 0
-    for round_ in range(repeat):
+    # Round 0 warms the JVM (class loading, JIT) for both and is not counted.
+    for round_ in range(-1, repeat):
         xlir_dir, pys_dir = work / f"{name}-xlir-{round_}", work / f"{name}-pyserini-{round_}"
         seconds, manifest = timed(lambda: build_index(open_corpus(corpus_dir), xlir_dir))  # noqa: B023
         documents = manifest.documents
-        xlir_rates.append(documents / seconds)
+        xlir_rate = documents / seconds
         seconds, count = timed(lambda: pyserini_index(files, pys_dir))  # noqa: B023
         assert count == documents, (count, documents)
-        pys_rates.append(count / seconds)
+        if round_ >= 0:
+            xlir_rates.append(xlir_rate)
+            pys_rates.append(count / seconds)
         if round_ < repeat - 1:
             shutil.rmtree(xlir_dir)
             shutil.rmtree(pys_dir)
@@ -106,6 +109,9 @@ def bench_search(
     xlir_rates, pys_rates = [], []
     with Searcher(xlir_index, channels=["bm25"]) as searcher:
         pys = pyserini_searcher(pys_index / lang, lang)
+        for query in list(topics.values())[:200]:  # warm-up, not counted
+            searcher.ranking(query, K, [lang])
+            pys.search(query, K)
         for _ in range(repeat):
             seconds, _ = timed(
                 lambda: [xlir_runs.__setitem__(q, searcher.ranking(t, K, [lang])) for q, t in queries]
