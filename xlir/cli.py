@@ -24,6 +24,15 @@ app = typer.Typer(
 index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
+
+def _mount_subapps() -> None:
+    from eval.cli import app as eval_app
+
+    app.add_typer(eval_app, name="eval", help="TREC-style runs, scores, fusion, comparisons, language grids.")
+
+
+_mount_subapps()
+
 console = Console(stderr=True)
 out = Console()
 
@@ -97,9 +106,8 @@ def _normalized(lang: str | None) -> str | None:
 
 
 def _build(corpus: Path, index_dir: Path, config, overwrite: bool):  # noqa: ANN001, ANN202
-    from indexing.readers import ReadReport, open_corpus
-
     from indexing.builder import build_index
+    from indexing.readers import ReadReport, open_corpus
 
     report = ReadReport()
     documents = open_corpus(corpus, lang=config.language.default, on_error=config.on_error, report=report)
