@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, write_jsonl
-from indexing.readers import open_corpus
 
 from indexing.builder import IndexExistsError, build_index
 from indexing.config import IndexConfig, LanguageConfig
 from indexing.docstore import DocStore
 from indexing.documents import CorpusError, Document
 from indexing.manifest import Manifest
+from indexing.readers import open_corpus
 from retrieval.searcher import Searcher
 
 
