@@ -63,14 +63,20 @@ def build_index(
     try:
         writers = {c: open_writer(c, staging / c, config.channel_config(c)) for c in config.channels}
         store = DocStore.in_directory(staging, create=True)
-        count = _ingest(documents, config, writers, store, skipped, on_progress)
+        seconds = dict.fromkeys(writers, 0.0)
+        count = _ingest(documents, config, writers, seconds, store, skipped, on_progress)
         if count == 0:
             raise CorpusError(
                 "corpus",
                 "no documents to index",
                 "Check the corpus path and format (JSONL with id and text).",
             )
-        channels = {name: writer.close() for name, writer in writers.items()}
+        channels = {}
+        for name, writer in writers.items():
+            start = time.perf_counter()
+            channels[name] = writer.close()
+            channels[name]["build_seconds"] = round(seconds[name] + time.perf_counter() - start, 3)
+            channels[name]["bytes"] = _size(staging / name)
         languages = store.language_counts()
         store.close()
         manifest = Manifest(
@@ -94,6 +100,7 @@ def _ingest(
     documents: Iterable[Document],
     config: IndexConfig,
     writers: dict[str, ChannelWriter],
+    seconds: dict[str, float],
     store: DocStore,
     skipped: Counter[str],
     on_progress: Callable[[int], None] | None,
@@ -120,8 +127,10 @@ def _ingest(
             )
         seen[doc.id] = where
         doc = _with_language(doc, config)
-        for writer in writers.values():
+        for name, writer in writers.items():
+            start = time.perf_counter()
             writer.add(doc)
+            seconds[name] += time.perf_counter() - start
         pending.append(doc)
         count += 1
         if len(pending) >= _BATCH:
@@ -147,6 +156,10 @@ def _with_language(doc: Document, config: IndexConfig) -> Document:
     return replace(
         doc, lang=code if confidence >= config.language.min_confidence else None, metadata=metadata
     )
+
+
+def _size(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
