@@ -36,6 +36,55 @@ WRITERS: dict[str, str] = {
 }
 
 
+class ChannelUpdater(Protocol):
+    """Changes one channel of a built index in place (incremental updates, see :mod:`indexing.updater`).
+
+    Opened on the channel's directory with the details its writer (or last updater) recorded in the
+    manifest and the channel's config section. The caller applies one batch as ``delete(ids)`` (every id
+    being replaced or removed; ids the channel does not hold are ignored) then ``add(docs)`` (documents
+    whose ids the channel no longer holds, language resolved, text non-empty), then ``close()``, which
+    makes the batch durable and returns the channel's new manifest details. Both steps must be
+    idempotent under replay: applying the same batch twice leaves the same channel as applying it once.
+    An updater may also define ``abort()`` (discard uncommitted changes), called instead of ``close()``
+    when the batch fails.
+    """
+
+    def delete(self, ids: list[str]) -> None: ...
+
+    def add(self, docs: list[Document]) -> None: ...
+
+    def close(self) -> dict[str, Any]: ...
+
+
+#: channel name -> "module:Class" of its incremental updater. Constructor:
+#: ``Updater(directory, details, config)`` (manifest details and the channel's config section).
+#: Channels missing here cannot be updated in place: their indexes must be rebuilt.
+UPDATERS: dict[str, str] = {
+    "bm25": "indexing.bm25:BM25Updater",
+}
+
+
+class UpdateNotSupportedError(RuntimeError):
+    """The index has a channel that cannot be updated incrementally (it has no registered updater)."""
+
+    def __init__(self, channels: list[str]) -> None:
+        self.channels = channels
+        names = ", ".join(repr(c) for c in channels)
+        super().__init__(
+            f"this index has channel(s) {names} which do not support incremental updates yet; "
+            "rebuild with `xlir index build --overwrite` to change its documents"
+        )
+
+
+def open_updater(
+    channel: str, directory: Path, details: dict[str, Any], config: dict[str, Any] | None = None
+) -> ChannelUpdater:
+    """The incremental updater of ``channel`` over ``directory`` (raises UpdateNotSupportedError)."""
+    if channel not in UPDATERS:
+        raise UpdateNotSupportedError([channel])
+    return load_class(UPDATERS[channel])(directory, details, config or {})
+
+
 def load_class(dotted: str) -> Any:
     module, _, name = dotted.partition(":")
     return getattr(importlib.import_module(module), name)

@@ -47,10 +47,43 @@ class DocStore:
 
     def add_many(self, docs: Iterable[Document]) -> None:
         rows = (
-            (d.id, d.lang, d.title, d.text, json.dumps(d.metadata, ensure_ascii=False), d.origin) for d in docs
+            (d.id, d.lang, d.title, d.text, json.dumps(d.metadata, ensure_ascii=False), d.origin)
+            for d in docs
         )
         with self._db:
             self._db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def upsert_many(self, docs: Iterable[Document]) -> None:
+        """Add documents, replacing any stored under the same id (one transaction; idempotent)."""
+        rows = [
+            (d.id, d.lang, d.title, d.text, json.dumps(d.metadata, ensure_ascii=False), d.origin)
+            for d in docs
+        ]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def delete_many(self, docids: Iterable[str]) -> int:
+        """Remove the documents with these ids (absent ids are ignored); returns how many were removed."""
+        ids = list(dict.fromkeys(docids))
+        removed = 0
+        with self._db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                removed += self._db.execute(f"DELETE FROM docs WHERE id IN ({marks})", chunk).rowcount
+        return removed
+
+    def existing(self, docids: Iterable[str]) -> set[str]:
+        """Which of these ids the store holds."""
+        ids = list(dict.fromkeys(docids))
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0] for row in self._db.execute(f"SELECT id FROM docs WHERE id IN ({marks})", chunk)
+            )
+        return found
 
     def get(self, docid: str) -> Document | None:
         row = self._db.execute("SELECT * FROM docs WHERE id = ?", (docid,)).fetchone()

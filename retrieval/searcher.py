@@ -55,16 +55,36 @@ class Searcher:
 
     def __init__(self, index_dir: Path | str, channels: Sequence[str] | None = None) -> None:
         self.index_dir = Path(index_dir)
+        self._wanted = list(channels) if channels else None
+        self._open()
+
+    def _open(self) -> None:
         self.manifest = Manifest.read(self.index_dir)
         available = list(self.manifest.channels)
-        chosen = list(channels) if channels else available
+        chosen = list(self._wanted) if self._wanted else available
         missing = [c for c in chosen if c not in available]
         if missing:
             raise QueryError(f"index {self.index_dir} has no channel {missing}; it has: {available}")
-        self._channels: dict[str, ChannelSearcher] = {
-            name: open_searcher(name, self.index_dir / name, self.manifest.channels[name]) for name in chosen
-        }
+        self._channels: dict[str, ChannelSearcher] = {}
+        try:
+            for name in chosen:
+                self._channels[name] = open_searcher(
+                    name, self.index_dir / name, self.manifest.channels[name]
+                )
+        except BaseException:
+            for searcher in self._channels.values():
+                searcher.close()
+            raise
         self.docstore = DocStore.in_directory(self.index_dir)
+
+    def reload(self) -> None:
+        """Re-read the manifest and reopen every channel and the docstore: see an in-place update.
+
+        Not safe against concurrent searches on this object: callers that share a Searcher between
+        threads (the server) hold a writer lock around it, or open a new Searcher and swap it in.
+        """
+        self.close()
+        self._open()
 
     @property
     def channels(self) -> list[str]:
@@ -80,18 +100,26 @@ class Searcher:
         k: int = 10,
         langs: Collection[str] | None = None,
         channels: Sequence[str] | None = None,
+        *,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: Mapping[str, float] | None = None,
     ) -> Ranking:
-        """The fused ranking for ``query`` (docids and scores only): what eval consumes."""
+        """The fused ranking for ``query`` (docids and scores only): what eval consumes.
+
+        Several channels are fused with ``fusion``: ``"rrf"`` (reciprocal rank fusion with constant
+        ``rrf_k``) or ``"minmax"`` / ``"zscore"`` (normalized scores summed with per-channel ``weights``,
+        default 1 each; see :mod:`retrieval.fusion`). One channel's ranking is returned as it is.
+        """
         query = self._check_query(query, k)
         wanted = self._check_channels(channels)
         lang_filter = self._check_langs(langs)
+        _check_fusion(fusion, rrf_k, weights, wanted)
         depth = max(k, 100) if len(wanted) > 1 else k
         rankings = [self._channels[c].search(query, depth, lang_filter) for c in wanted]
         if len(rankings) == 1:
             return rankings[0].top(k)
-        from retrieval.fusion import rrf
-
-        return rrf(rankings).top(k)
+        return _fuse(rankings, wanted, fusion, rrf_k, weights).top(k)
 
     def rankings(
         self,
@@ -130,13 +158,27 @@ class Searcher:
         k: int = 10,
         langs: Collection[str] | None = None,
         channels: Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: Mapping[str, float] | None = None,
     ) -> SearchResult:
-        """Search and return hits with their documents, and the detected query language."""
-        ranking = self.ranking(query, k, langs, channels)
-        docs = self.docstore.get_many(ranking.docids)
+        """Search and return hits with their documents, and the detected query language.
+
+        ``offset`` skips the first hits (pagination): hits ``offset + 1 .. offset + k`` are returned,
+        ranked by their position in the whole list. Fusion options as in :meth:`ranking`.
+        """
+        if offset < 0:
+            raise QueryError(f"offset must be 0 or more (got {offset}).")
+        ranking = self.ranking(
+            query, k + offset, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
+        )
+        page = ranking.hits[offset:]
+        docs = self.docstore.get_many(hit.docid for hit in page)
         hits = [
             _hit(rank, hit.docid, hit.score, hit.sources, docs.get(hit.docid))
-            for rank, hit in enumerate(ranking, start=1)
+            for rank, hit in enumerate(page, start=offset + 1)
         ]
         return SearchResult(
             query=query, query_lang=_query_language(query), channels=self._check_channels(channels), hits=hits
@@ -186,6 +228,55 @@ class Searcher:
                 f"it has: {', '.join(sorted(self.manifest.languages))}"
             )
         return normalized
+
+
+FUSION_METHODS = ("rrf", "minmax", "zscore")
+
+
+def _check_fusion(
+    fusion: str, rrf_k: int, weights: Mapping[str, float] | None, channels: Sequence[str]
+) -> None:
+    if fusion not in FUSION_METHODS:
+        raise QueryError(f"unknown fusion {fusion!r}; use one of {list(FUSION_METHODS)}")
+    if fusion == "rrf":
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 1:
+            raise QueryError(f"rrf_k must be a positive integer (the usual value is 60), got {rrf_k!r}")
+        if weights:
+            raise QueryError("weights apply to fusion 'minmax' or 'zscore', not 'rrf'; drop them or switch")
+    if weights:
+        unknown = sorted(set(weights) - set(channels))
+        if unknown:
+            raise QueryError(
+                f"weights name channel(s) {unknown} that are not searched; searched: {list(channels)}"
+            )
+        for name, weight in weights.items():
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, int | float)
+                or not 0 <= weight < float("inf")
+            ):
+                raise QueryError(f"weight for {name!r} must be a finite number >= 0, got {weight!r}")
+        if len(channels) > 1 and not any(weights.get(c, 1.0) for c in channels):
+            raise QueryError(
+                "all channel weights are 0: give at least one searched channel a positive weight"
+            )
+
+
+def _fuse(
+    rankings: list[Ranking],
+    channels: Sequence[str],
+    fusion: str,
+    rrf_k: int,
+    weights: Mapping[str, float] | None,
+) -> Ranking:
+    from retrieval.fusion import normalized_fusion, rrf
+
+    if fusion == "rrf":
+        return rrf(rankings, k=rrf_k)
+    full = {
+        r.source: float((weights or {}).get(name, 1.0)) for r, name in zip(rankings, channels, strict=True)
+    }
+    return normalized_fusion(rankings, weights=full, method=fusion)  # type: ignore[arg-type]
 
 
 def _hit(rank: int, docid: str, score: float, sources: Any, doc: Document | None) -> SearchHit:

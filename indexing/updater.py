@@ -1,0 +1,299 @@
+"""Incremental updates of a built index: add, replace and delete documents without a rebuild.
+
+:class:`IndexUpdater` changes an index directory in place. One batch (``upsert(docs)`` or
+``delete(ids)``) is applied to the document store and to **every** channel of the index, then the
+manifest (channel details, documents per language) is rewritten. The result equals a fresh build over
+the same final documents (for BM25: the same ids and scores, because deletions are expunged so that
+Lucene's collection statistics match; see :class:`indexing.bm25.BM25Updater`).
+
+Design
+------
+* **Per-channel protocol.** Each channel offers a :class:`indexing.channel.ChannelUpdater` registered in
+  :data:`indexing.channel.UPDATERS` (like the writers): ``delete(ids)``, ``add(docs)``,
+  ``close() -> details``. An upsert is "delete every id of the batch, then add the batch", so a replaced
+  document may change language (BM25 sub-index) freely. An index with a channel that has no updater
+  (for now: dense, sparse) refuses updates with :class:`indexing.channel.UpdateNotSupportedError`
+  before anything is written.
+* **Crash safety: a write-ahead journal.** Before a batch touches anything it is written, with the
+  documents' languages already resolved, to ``journal/<sequence>.json`` in the index directory
+  (temporary file, fsync, atomic rename, fsync of the directory). Then the channels, the docstore and
+  the manifest (temporary file + atomic rename) are updated, and the journal file is removed last.
+  Opening an :class:`IndexUpdater` (and every new batch) first replays journal entries left by an
+  interrupted process, in order. Replay is safe because both operations are idempotent: an upsert
+  deletes its ids before adding them, a delete of an absent id does nothing, and each channel
+  recomputes its manifest details from what is on disk.
+* **One writer at a time.** Batches are serialized by a lock within the process and an ``flock`` on
+  ``.update.lock`` across processes. Searchers opened before a batch keep seeing the state they opened
+  (Lucene readers are point-in-time); :meth:`retrieval.searcher.Searcher.reload` opens the new state.
+  The HTTP server applies a batch and reloads under a writer lock, so no search sees half a batch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexing.channel import UPDATERS, UpdateNotSupportedError, open_updater
+from indexing.config import IndexConfig
+from indexing.docstore import DocStore
+from indexing.documents import Document
+from indexing.manifest import MANIFEST_NAME, Manifest
+
+log = logging.getLogger(__name__)
+
+JOURNAL_DIR = "journal"
+LOCK_NAME = ".update.lock"
+
+
+class UpdateError(ValueError):
+    """A batch that cannot be applied as given (empty, duplicate ids, empty text, bad language)."""
+
+
+@dataclass
+class UpdateReport:
+    """What one batch did: documents added (new ids), replaced, deleted, and ids not found (delete)."""
+
+    operation: str
+    added: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    missing: list[str] = field(default_factory=list)
+    documents: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class IndexUpdater:
+    """Apply document batches to the index at ``index_dir`` in place (see the module docstring).
+
+    Raises :class:`indexing.manifest.IndexNotFoundError` if ``index_dir`` is not an index and
+    :class:`indexing.channel.UpdateNotSupportedError` if one of its channels cannot be updated.
+    Pending journal entries of an interrupted update are replayed on construction.
+    """
+
+    def __init__(self, index_dir: Path | str) -> None:
+        self.index_dir = Path(index_dir)
+        self.manifest = Manifest.read(self.index_dir)
+        unsupported = [c for c in self.manifest.channels if c not in UPDATERS]
+        if unsupported:
+            raise UpdateNotSupportedError(unsupported)
+        self._config = IndexConfig.from_dict(self.manifest.config)
+        self._lock = threading.Lock()
+        with self._exclusive():
+            self._replay()
+
+    # -- public operations -------------------------------------------------------------------------
+
+    def upsert(self, docs: Sequence[Document]) -> UpdateReport:
+        """Add ``docs``, replacing stored documents with the same ids, in every channel and the docstore."""
+        prepared = self._prepare(docs)
+        with self._exclusive():
+            self._replay()
+            entry = {"op": "upsert", "docs": [_doc_to_json(d) for d in prepared]}
+            return self._run(entry)
+
+    def delete(self, ids: Iterable[str]) -> UpdateReport:
+        """Remove the documents with these ids; ids the index does not hold are reported as missing."""
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            raise UpdateError("no document ids to delete: give at least one id")
+        bad = [docid for docid in unique if not isinstance(docid, str) or not docid.strip()]
+        if bad:
+            raise UpdateError(f"invalid document id(s) {bad[:5]!r}: ids are non-empty strings")
+        with self._exclusive():
+            self._replay()
+            return self._run({"op": "delete", "ids": unique})
+
+    def pending(self) -> list[Path]:
+        """Journal entries not yet applied (left by an interrupted update), oldest first."""
+        directory = self.index_dir / JOURNAL_DIR
+        if not directory.is_dir():
+            return []
+        return sorted(p for p in directory.glob("*.json"))
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _prepare(self, docs: Sequence[Document]) -> list[Document]:
+        from indexing.builder import _with_language
+        from indexing.languages import normalize_language
+
+        if not docs:
+            raise UpdateError("no documents to add: give at least one document")
+        seen: set[str] = set()
+        prepared: list[Document] = []
+        for position, doc in enumerate(docs):
+            where = f"document #{position} ({doc.id!r})"
+            if not isinstance(doc.id, str) or not doc.id.strip():
+                raise UpdateError(f"document #{position}: invalid id {doc.id!r}; give a non-empty id")
+            if doc.id in seen:
+                raise UpdateError(f"{where}: the id occurs twice in this batch; send each document once")
+            seen.add(doc.id)
+            if not isinstance(doc.text, str) or not doc.text.strip():
+                raise UpdateError(f"{where}: the text is empty; give the document some text")
+            if doc.lang is not None:
+                try:
+                    doc = Document(
+                        id=doc.id,
+                        text=doc.text,
+                        lang=normalize_language(doc.lang),
+                        title=doc.title,
+                        metadata=doc.metadata,
+                        origin=doc.origin,
+                    )
+                except ValueError as exc:
+                    raise UpdateError(f"{where}: {exc}") from exc
+            prepared.append(_with_language(doc, self._config))
+        return prepared
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._lock:
+            with open(self.index_dir / LOCK_NAME, "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _replay(self) -> None:
+        for path in self.pending():
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(
+                    f"journal entry {path} cannot be read ({exc}); move it aside and rebuild the index "
+                    "if its batch matters"
+                ) from exc
+            log.warning("replaying interrupted update %s (%s)", path.name, entry.get("op"))
+            self._apply(entry)
+            _remove(path)
+
+    def _run(self, entry: dict[str, Any]) -> UpdateReport:
+        started = time.perf_counter()
+        path = self._journal(entry)
+        report = self._apply(entry)
+        _remove(path)
+        report.seconds = round(time.perf_counter() - started, 4)
+        return report
+
+    def _journal(self, entry: dict[str, Any]) -> Path:
+        directory = self.index_dir / JOURNAL_DIR
+        directory.mkdir(exist_ok=True)
+        sequence = max((int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()), default=0) + 1
+        path = directory / f"{sequence:012d}.json"
+        _atomic_write(path, json.dumps(entry, ensure_ascii=False))
+        return path
+
+    def _apply(self, entry: dict[str, Any]) -> UpdateReport:
+        op = entry.get("op")
+        if op == "upsert":
+            docs = [_doc_from_json(d) for d in entry["docs"]]
+            ids = [d.id for d in docs]
+        elif op == "delete":
+            docs = []
+            ids = list(entry["ids"])
+        else:
+            raise RuntimeError(f"unknown journal operation {op!r}; the journal is damaged")
+        store = DocStore.in_directory(self.index_dir)
+        try:
+            present = store.existing(ids)
+            channels = dict(self.manifest.channels)
+            for name, details in self.manifest.channels.items():
+                updater = open_updater(
+                    name, self.index_dir / name, details, self._config.channel_config(name)
+                )
+                try:
+                    updater.delete(ids)
+                    if docs:
+                        updater.add(docs)
+                except BaseException:
+                    abort = getattr(updater, "abort", None)
+                    if abort is not None:
+                        abort()
+                    raise
+                channels[name] = updater.close()
+            if docs:
+                store.upsert_many(docs)
+            else:
+                store.delete_many(ids)
+            languages = store.language_counts()
+            count = len(store)
+        finally:
+            store.close()
+        self.manifest.channels = channels
+        self.manifest.languages = languages
+        self.manifest.documents = count
+        _atomic_write(
+            self.index_dir / MANIFEST_NAME,
+            json.dumps(asdict(self.manifest), indent=2, ensure_ascii=False) + "\n",
+        )
+        if op == "upsert":
+            return UpdateReport(
+                "upsert",
+                added=len(ids) - len(present),
+                replaced=len(present),
+                documents=count,
+                languages=languages,
+            )
+        missing = [docid for docid in ids if docid not in present]
+        return UpdateReport(
+            "delete", deleted=len(present), missing=missing, documents=count, languages=languages
+        )
+
+
+def _doc_to_json(doc: Document) -> dict[str, Any]:
+    return {
+        "id": doc.id,
+        "text": doc.text,
+        "lang": doc.lang,
+        "title": doc.title,
+        "metadata": doc.metadata,
+        "origin": doc.origin,
+    }
+
+
+def _doc_from_json(data: dict[str, Any]) -> Document:
+    return Document(
+        id=data["id"],
+        text=data["text"],
+        lang=data.get("lang"),
+        title=data.get("title"),
+        metadata=data.get("metadata") or {},
+        origin=data.get("origin") or "",
+    )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves either the old or the new file, fsynced."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,159 @@
+"""Request and response models of the search service (pydantic): they are the OpenAPI schema at /docs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retrieval.searcher import MAX_QUERY_CHARS
+
+MAX_K = 100
+MAX_OFFSET = 1000
+#: Most documents one POST /documents may carry.
+MAX_BATCH = 1000
+MAX_ID_CHARS = 512
+MAX_TEXT_CHARS = 1_000_000
+
+FusionName = Literal["rrf", "minmax", "zscore"]
+
+
+class SearchRequest(BaseModel):
+    """A search: the query and how to run it. ``GET /search`` takes the same fields as query parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description=f"What to search for, in any language (at most {MAX_QUERY_CHARS} characters).",
+        examples=["Who won Super Bowl 50?"],
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="Hits per page.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Hits to skip (pagination): page 2 is offset=k.")
+    langs: list[str] | None = Field(
+        None,
+        description="Only documents in these languages; any code form (de, deu, de-DE) is accepted.",
+        examples=[["de", "zh"]],
+    )
+    channels: list[str] | None = Field(
+        None, description="Channels to search (a subset of those the index has; default: all)."
+    )
+    fusion: FusionName = Field(
+        "rrf",
+        description="How several channels are combined: reciprocal rank fusion, or a weighted sum of "
+        "min-max / z-score normalized scores.",
+    )
+    rrf_k: int = Field(60, ge=1, le=100_000, description="The RRF constant (fusion=rrf).")
+    weights: dict[str, float] | None = Field(
+        None, description="Per-channel weights (fusion=minmax or zscore); missing channels weigh 1."
+    )
+    rerank: bool = Field(
+        False,
+        description="Rerank the hits with a cross-encoder. Accepted, but no reranker exists yet: "
+        "the response says so in `notices` and `reranked` is false.",
+    )
+    explain: bool = Field(False, description="Give each hit the rank and score each channel gave it.")
+
+
+class ChannelEvidence(BaseModel):
+    """What one channel said about a hit."""
+
+    rank: int
+    score: float
+
+
+class SearchHit(BaseModel):
+    """One hit: the document, its score and a highlighted snippet (HTML: escaped text and <mark>)."""
+
+    rank: int = Field(description="1-based position in the whole result list (offset included).")
+    id: str
+    score: float
+    language: str | None
+    title: str | None
+    snippet: str = Field(description="HTML-escaped text around the matches, matched terms in <mark>.")
+    metadata: dict[str, Any]
+    explain: dict[str, ChannelEvidence] | None = Field(
+        None, description="channel -> its rank and raw score for this document (with explain=true)."
+    )
+
+
+class SearchResponse(BaseModel):
+    """Hits for one query, and how they were found."""
+
+    query: str
+    query_lang: str | None = Field(description="The detected language of the query (None when unsure).")
+    channels: list[str]
+    fusion: str | None = Field(description="The fusion used; None when one channel was searched.")
+    k: int
+    offset: int
+    langs: list[str] | None = Field(description="The language filter, normalized.")
+    hits: list[SearchHit]
+    has_more: bool = Field(description="Whether a next page (offset + k) has hits.")
+    reranked: bool = False
+    notices: list[str] = Field(default_factory=list)
+    took_ms: float
+
+
+class DocumentIn(BaseModel):
+    """A document to add or replace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    lang: str | None = Field(None, description="Any language code form; detected from the text if absent.")
+    title: str | None = Field(None, max_length=10_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentBatch(BaseModel):
+    """Documents to add, replacing stored documents with the same ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DocumentOut(BaseModel):
+    """A stored document."""
+
+    id: str
+    text: str
+    lang: str | None
+    title: str | None
+    metadata: dict[str, Any]
+
+
+class UpdateResponse(BaseModel):
+    """What an update did; it is visible to every search that starts after this response."""
+
+    operation: str
+    added: int
+    replaced: int
+    deleted: int
+    missing: list[str]
+    documents: int = Field(description="Documents in the index now.")
+    languages: dict[str, int]
+    took_ms: float
+
+
+class ErrorResponse(BaseModel):
+    """An error: what is wrong and what to do."""
+
+    error: str
+    details: list[dict[str, Any]] | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    index: str
+    channels: list[str]
+    documents: int
+    languages: dict[str, int]
+    writes_enabled: bool
+    updatable: bool
