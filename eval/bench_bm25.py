@@ -39,6 +39,7 @@ K = 100
 
 def pyserini_index(corpus_files: dict[str, Path], out: Path) -> int:
     """Pyserini used directly: one LuceneIndexer per language file, the same analyzer xlir picks."""
+    ensure_jvm()  # before any pyserini import, or jnius starts the system's (too old) Java
     from pyserini.index.lucene import LuceneIndexer
 
     count = 0
@@ -64,6 +65,7 @@ def pyserini_index(corpus_files: dict[str, Path], out: Path) -> int:
 
 
 def pyserini_searcher(path: Path, lang: str):  # noqa: ANN201
+    ensure_jvm()
     from pyserini.search.lucene import LuceneSearcher
 
     searcher = LuceneSearcher(str(path))
