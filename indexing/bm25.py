@@ -195,6 +195,9 @@ class BM25Updater:
             name: str(info.get("analyzer")) for name, info in subindexes.items()
         }
         self._paths: dict[str, str] = {name: str(info.get("path", name)) for name, info in subindexes.items()}
+        self._counts: dict[str, int] = {
+            name: int(info["documents"]) for name, info in subindexes.items() if "documents" in info
+        }
         # A sub-index created by an interrupted update (not yet in the manifest) is picked up from disk.
         for path in sorted(self.directory.iterdir()) if self.directory.is_dir() else ():
             if path.is_dir() and path.name not in self._paths and any(path.glob("segments_*")):
@@ -226,14 +229,40 @@ class BM25Updater:
         return indexer
 
     def delete(self, ids: list[str]) -> None:
-        """Remove the documents with these ids from every sub-index (absent ids are ignored)."""
+        """Remove the documents with these ids from every sub-index that holds one (absent ids are ignored).
+
+        Each sub-index is first checked with a reader, so that only the sub-indexes that hold one of the
+        ids are opened for writing (and rewritten by ``close``).
+        """
         self._check_open()
         if not ids:
             return
         for name in sorted(self._paths):
+            # A sub-index already open for writing may hold uncommitted documents: delete every id there.
+            held = ids if name in self._open else sorted(self._holding(name, ids))
+            if not held:
+                continue
             writer = self._indexer(name).object.writer
-            for docid in ids:
+            for docid in held:
                 writer.deleteDocuments(self._term_query(self._term("id", docid)))
+
+    def _holding(self, name: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the committed sub-index ``name`` holds."""
+        from jnius import autoclass
+
+        path = self.directory / self._paths[name]
+        if not any(path.glob("segments_*")):
+            return set()
+        paths = autoclass("java.nio.file.Paths")
+        directory = autoclass("org.apache.lucene.store.FSDirectory").open(paths.get(str(path)))
+        try:
+            reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+            try:
+                return {docid for docid in ids if reader.docFreq(self._term("id", docid)) > 0}
+            finally:
+                reader.close()
+        finally:
+            directory.close()
 
     def add(self, docs: list[Document]) -> None:
         """Add documents (ids not present any more) to their language's sub-index."""
@@ -281,10 +310,12 @@ class BM25Updater:
         subindexes: dict[str, dict[str, Any]] = {}
         for name in sorted(self._paths):
             path = self.directory / self._paths[name]
+            if name in opened or name not in self._counts:
+                self._counts[name] = count_documents(path)
             subindexes[name] = {
                 "path": self._paths[name],
                 "analyzer": self._analyzers[name],
-                "documents": count_documents(path),
+                "documents": self._counts[name],
             }
         return {"k1": self.k1, "b": self.b, "subindexes": subindexes}
 
