@@ -132,13 +132,18 @@ def read_corpus(path: Path) -> tuple[list[str], list[str]]:
 
 
 def xlir_runs(index: Path, topics: Mapping[str, str], channels: Sequence[str] = CHANNELS) -> dict[str, Run]:
-    """One run per channel, and the fused run exactly as ``Searcher`` fuses (RRF over depth-100 lists)."""
+    """One run per channel, the fused run exactly as ``Searcher`` returns it, and fusion variants."""
     runs: dict[str, Run] = {}
     with Searcher(index) as searcher:
         for channel in channels:
             runs[f"xlir {channel}"] = searcher.rankings(topics, k=DEPTH, channels=[channel])
+        # What the product returns: every channel, BM25 limited to the query's language (Searcher._scope).
+        runs["xlir fused"] = searcher.rankings(topics, k=DEPTH)
     qids = list(topics)
-    runs["xlir fused"] = {q: rrf([runs[f"xlir {c}"][q] for c in channels]).top(DEPTH) for q in qids}
+    if "bm25" in channels:
+        runs["xlir rrf, bm25 unscoped"] = {
+            q: rrf([runs[f"xlir {c}"][q] for c in channels]).top(DEPTH) for q in qids
+        }
     if "dense" in channels and "sparse" in channels:
         runs["xlir fused dense+sparse"] = {
             q: rrf([runs["xlir dense"][q], runs["xlir sparse"][q]]).top(DEPTH) for q in qids

@@ -47,6 +47,10 @@ class BM25Searcher:
     ``langs`` filters select sub-indexes by language; ``"und"`` selects documents of unknown language.
     """
 
+    #: Evidence is shared words: fused with other channels, the searcher facade limits this channel to
+    #: documents in the query's own language (see ``retrieval.searcher.Searcher._scope``).
+    lexical = True
+
     def __init__(self, directory: Path, details: dict[str, Any]) -> None:
         self.directory = Path(directory)
         self.k1, self.b = bm25_params(details)

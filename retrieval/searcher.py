@@ -20,6 +20,9 @@ from retrieval.ranking import ChannelScore, Ranking
 
 log = logging.getLogger(__name__)
 
+#: Query-language confidence needed before a fused lexical channel is limited to that language.
+LEXICAL_SCOPE_CONFIDENCE = 0.5
+
 #: Longest query accepted, in characters. Longer input is almost always a mistake (a pasted document).
 MAX_QUERY_CHARS = 4096
 
@@ -116,7 +119,14 @@ class Searcher:
         lang_filter = self._check_langs(langs)
         _check_fusion(fusion, rrf_k, weights, wanted)
         depth = max(k, 100) if len(wanted) > 1 else k
-        rankings = [self._channels[c].search(query, depth, lang_filter) for c in wanted]
+        query_lang = _query_language(query, LEXICAL_SCOPE_CONFIDENCE) if len(wanted) > 1 else None
+        rankings = []
+        for name in wanted:
+            scope = self._scope(name, lang_filter, query_lang, fused=len(wanted) > 1)
+            if scope is not None and not scope:
+                rankings.append(Ranking(source=name))
+            else:
+                rankings.append(self._channels[name].search(query, depth, scope))
         if len(rankings) == 1:
             return rankings[0].top(k)
         return _fuse(rankings, wanted, fusion, rrf_k, weights).top(k)
@@ -138,19 +148,54 @@ class Searcher:
         wanted = self._check_channels(channels)
         lang_filter = self._check_langs(langs)
         depth = max(k, 100) if len(wanted) > 1 else k
+        fused = len(wanted) > 1
+        query_langs = (
+            [_query_language(t, LEXICAL_SCOPE_CONFIDENCE) for t in texts] if fused else [None] * len(texts)
+        )
         per_channel = []
         for name in wanted:
-            channel = self._channels[name]
-            batch = getattr(channel, "batch_search", None)
-            if batch is not None:
-                per_channel.append(batch(texts, depth, lang_filter))
-            else:
-                per_channel.append([channel.search(text, depth, lang_filter) for text in texts])
+            # Queries that share a search scope for this channel are searched together.
+            groups: dict[frozenset[str] | None, list[int]] = {}
+            for i, query_lang in enumerate(query_langs):
+                scope = self._scope(name, lang_filter, query_lang, fused)
+                groups.setdefault(None if scope is None else frozenset(scope), []).append(i)
+            results: list[Ranking] = [Ranking(source=name)] * len(texts)
+            for scope, members in groups.items():
+                if scope is not None and not scope:
+                    continue
+                found = self._search_many(name, [texts[i] for i in members], depth, scope)
+                for i, ranking in zip(members, found, strict=True):
+                    results[i] = ranking
+            per_channel.append(results)
         if len(per_channel) == 1:
             return {qid: ranking.top(k) for qid, ranking in zip(qids, per_channel[0], strict=True)}
         from retrieval.fusion import rrf
 
         return {qid: rrf([rankings[i] for rankings in per_channel]).top(k) for i, qid in enumerate(qids)}
+
+    def _search_many(
+        self, name: str, texts: list[str], depth: int, langs: Collection[str] | None
+    ) -> list[Ranking]:
+        channel = self._channels[name]
+        batch = getattr(channel, "batch_search", None)
+        if batch is not None:
+            return batch(texts, depth, langs)
+        return [channel.search(text, depth, langs) for text in texts]
+
+    def _scope(
+        self, name: str, lang_filter: set[str] | None, query_lang: str | None, fused: bool
+    ) -> set[str] | None:
+        """The document languages channel ``name`` searches for one query.
+
+        A lexical channel (BM25) fused with others searches only documents in the query's own
+        language: across languages, shared words are mostly names and numbers, and giving that weak
+        evidence an equal vote in the fusion pulls cross-lingual rankings down (XQuAD de->en nDCG@10:
+        dense 0.920, dense+sparse 0.930, bm25+dense+sparse over every language 0.855). Alone, or when
+        the query's language is unknown, it searches every (requested) language.
+        """
+        if not fused or query_lang is None or not getattr(self._channels[name], "lexical", False):
+            return lang_filter
+        return {query_lang} if lang_filter is None else lang_filter & {query_lang}
 
     def search(
         self,
@@ -294,11 +339,11 @@ def _hit(rank: int, docid: str, score: float, sources: Any, doc: Document | None
     )
 
 
-def _query_language(query: str) -> str | None:
+def _query_language(query: str, min_confidence: float = 0.3) -> str | None:
     from indexing.languages import detect_language
 
     try:
         code, confidence = detect_language(query)
     except ValueError:
         return None
-    return code if confidence >= 0.3 else None
+    return code if confidence >= min_confidence else None

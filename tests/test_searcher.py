@@ -85,3 +85,34 @@ def test_batch_rankings_equal_one_by_one(searcher: Searcher) -> None:
         assert [h.score for h in batched[qid]] == pytest.approx([h.score for h in single])
     with pytest.raises(QueryError, match="empty"):
         searcher.rankings({"q": ""})
+
+
+@pytest.fixture(scope="module")
+def neural_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample with BM25 and the real default dense model (prepared once per machine)."""
+    from conftest import SAMPLE
+
+    from indexing.builder import build_index
+    from indexing.config import IndexConfig
+    from indexing.readers import open_corpus
+
+    target = tmp_path_factory.mktemp("neural") / "sample"
+    build_index(open_corpus(SAMPLE), target, IndexConfig(channels=("bm25", "dense")))
+    return target
+
+
+def test_fused_search_crosses_languages_and_keeps_bm25_to_the_query_language(neural_index: Path) -> None:
+    question = "How many points did the Panthers defense surrender?"
+    with Searcher(neural_index) as searcher:
+        fused = searcher.search(question, k=20)
+        assert fused.hits[0].docid == "en-a00p00"
+        bm25_langs = {hit.lang for hit in fused.hits if "bm25" in hit.sources}
+        assert bm25_langs == {"en"}, "fused BM25 evidence must come from the query's own language"
+        assert {hit.lang for hit in fused.hits} > {"en"}, "dense brings other languages"
+        chinese = searcher.search(question, k=3, langs=["zh"])
+        assert chinese.hits[0].docid == "zh-a00p00"
+        assert set(chinese.hits[0].sources) == {"dense"}
+        alone = searcher.ranking(question, k=20, channels=["bm25"])
+        assert {docid.split("-")[0] for docid in alone.docids} > {"en"}, "BM25 alone searches every language"
+        batched = searcher.rankings({"q": question}, k=20)
+        assert batched["q"].docids == searcher.ranking(question, k=20).docids
