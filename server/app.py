@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import threading
 import time
@@ -124,7 +125,9 @@ class ReadWriteLock:
 class SearchService:
     """What the app serves: one open :class:`retrieval.searcher.Searcher`, its lock, the updater, metrics."""
 
-    def __init__(self, index_dir: Path, auth: ApiKeyCheck, metrics: Metrics) -> None:
+    def __init__(
+        self, index_dir: Path, auth: ApiKeyCheck, metrics: Metrics, search_threads: int | None = None
+    ) -> None:
         self.index_dir = index_dir
         self.auth = auth
         self.metrics = metrics
@@ -133,6 +136,9 @@ class SearchService:
         self.error: str | None = None
         self._updater: Any = None
         self._update_lock = threading.Lock()
+        # Searches run on uvicorn's thread pool; more of them at once than cores only adds GIL and JVM
+        # contention (measured: 8 concurrent clients got less throughput than 1), so they queue here.
+        self._search_slots = threading.BoundedSemaphore(search_threads or os.cpu_count() or 2)
 
     def open(self) -> None:
         """Replay an interrupted update if one is journaled, then open the index."""
@@ -174,7 +180,7 @@ class SearchService:
         from retrieval.searcher import QueryError
 
         started = time.perf_counter()
-        with self.lock.read():
+        with self._search_slots, self.lock.read():
             searcher = self.require()
             try:
                 channels = list(request.channels) if request.channels else searcher.channels
@@ -526,14 +532,21 @@ def create_app(
     api_key: str | None = None,
     api_key_file: Path | str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    search_threads: int | None = None,
 ) -> Any:
     """The FastAPI app serving the index at ``index_dir`` (opened at startup).
+
+    ``search_threads`` caps the searches that run at once (default: the CPU count); more wait their turn.
 
     Writes need an API key: ``api_key``, else the first line of ``api_key_file``, else the environment
     variable ``XLIR_API_KEY``; with none, ``POST/DELETE /documents`` answer 403.
     """
     metrics = Metrics()
-    service = SearchService(Path(index_dir), ApiKeyCheck(load_api_key(api_key, api_key_file)), metrics)
+    if search_threads is not None and search_threads < 1:
+        raise ValueError(f"search_threads must be at least 1, got {search_threads}")
+    service = SearchService(
+        Path(index_dir), ApiKeyCheck(load_api_key(api_key, api_key_file)), metrics, search_threads
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -728,6 +741,7 @@ def serve(
     *,
     api_key_file: Path | str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    search_threads: int | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve ``index_dir`` over HTTP until interrupted (one process; see the module docstring).
@@ -740,5 +754,7 @@ def serve(
     from indexing.manifest import Manifest
 
     Manifest.read(Path(index_dir))  # fail fast, with the message that says how to build one
-    app = create_app(index_dir, api_key_file=api_key_file, max_body_bytes=max_body_bytes)
+    app = create_app(
+        index_dir, api_key_file=api_key_file, max_body_bytes=max_body_bytes, search_threads=search_threads
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -108,7 +108,7 @@ async def _search_load(
             try:
                 response = await client.post("/search", json=body)
             except httpx.HTTPError as exc:
-                stats.error(f"{type(exc).__name__}: {exc}")
+                stats.error(f"{type(exc).__name__} after {time.perf_counter() - started:.2f} s: {exc!r}")
                 continue
             if response.status_code == 200:
                 stats.latencies.append(time.perf_counter() - started)
