@@ -84,3 +84,38 @@ def test_corpus_without_languages_gets_them_detected(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     info = json.loads(run("index", "info", str(tmp_path / "idx"), "--json", home=tmp_path).stdout)
     assert info["languages"] == {"de": 1, "en": 1}
+
+
+def test_serve_answers_http_on_loopback(tmp_path: Path, sample_index: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "XLIR_HOME": str(tmp_path)}
+    server = subprocess.Popen(
+        [*XLIR, "serve", str(sample_index), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read()
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.5)
+        found = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "Panthers defense", "k": 3}).json()
+        assert found["hits"][0]["id"] == "en-a00p00"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

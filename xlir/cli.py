@@ -254,6 +254,24 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         )
 
 
+@app.command("serve")
+def serve(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_file: Annotated[
+        Path | None, typer.Option(help="File holding the API key for document writes (or set XLIR_API_KEY).")
+    ] = None,
+) -> None:
+    """Serve INDEX_DIR over HTTP: /search, /documents, /healthz, /readyz, /metrics, and a search page at /."""
+    from server.app import serve as run_server
+
+    try:
+        run_server(index_dir, host=host, port=port, api_key_file=api_key_file)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+
+
 @app.command("demo")
 def demo(
     query: Annotated[
