@@ -276,14 +276,19 @@ def xquad_pool(data: Path, work: Path, limit: int | None) -> tuple[str, dict[str
 
 
 def tatoeba(
-    data: Path, cache: Path, work: Path, limit: int | None, channels_all: Sequence[str]
+    data: Path,
+    cache: Path,
+    work: Path,
+    limit: int | None,
+    channels_all: Sequence[str],
+    only: Sequence[str] | None = None,
 ) -> tuple[str, dict]:
     """Every language -> English; the costly channels (sparse, baselines) on the focus languages only."""
     tatoeba = Collection(data / "tatoeba")
     e5 = E5Direct()
     acc: dict[str, dict[str, float]] = {}
     ndcg10: dict[str, dict[str, float]] = {}
-    languages = tatoeba.query_languages()
+    languages = list(only) if only else tatoeba.query_languages()
     for lang in languages:
         focus = lang in TATOEBA_FOCUS
         channels = CHANNELS if focus else tuple(channels_all)
@@ -388,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tatoeba-channels", default="bm25,dense", help="channels run on all Tatoeba languages"
     )
+    parser.add_argument(
+        "--tatoeba-langs", default=None, help="comma-separated Tatoeba languages (default: all)"
+    )
     parser.add_argument("--check", action="store_true", help="compare the means with eval/regressions.json")
     parser.add_argument("--update-expected", action="store_true", help="write the measured means as expected")
     args = parser.parse_args(argv)
@@ -405,7 +413,14 @@ def main(argv: list[str] | None = None) -> int:
         runners: dict[str, Callable[[], tuple[str, dict[str, float]]]] = {
             "xquad-pairs": lambda: xquad_pairs(args.data, cache, work, args.limit),
             "xquad-pool": lambda: xquad_pool(args.data, work, args.limit),
-            "tatoeba": lambda: tatoeba(args.data, cache, work, args.limit, args.tatoeba_channels.split(",")),
+            "tatoeba": lambda: tatoeba(
+                args.data,
+                cache,
+                work,
+                args.limit,
+                args.tatoeba_channels.split(","),
+                args.tatoeba_langs.split(",") if args.tatoeba_langs else None,
+            ),
         }
         for task in tasks:
             started = time.perf_counter()
