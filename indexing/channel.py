@@ -33,6 +33,7 @@ WRITERS: dict[str, str] = {
     "bm25": "indexing.bm25:BM25Writer",
     "dense": "indexing.dense:DenseWriter",
     "sparse": "indexing.sparse:SparseWriter",
+    "multivector": "indexing.multivector:MultiVectorWriter",
 }
 
 

@@ -51,6 +51,28 @@ class SparseConfig:
 
 
 @dataclass(frozen=True)
+class MultiVectorConfig:
+    """Multi-vector (late-interaction) channel: token vectors, PLAID-style compression, MaxSim search."""
+
+    #: "auto" (ColBERT-XM for an X-MOD model folder, else "hf"), "hf" or "colbert-xm".
+    encoder: str = "auto"
+    model: str = "multilingual-e5-small"
+    #: a trained projection head (shipped name or folder); None = the backbone's raw token states.
+    head: str | None = None
+    batch_size: int = 32
+    query_max_length: int = 64
+    doc_max_length: int = 512
+    #: residual bits per dimension (1, 2, 4 or 8) and k-means centroids (0 = about 4 sqrt(tokens)).
+    nbits: int = 2
+    centroids: int = 0
+    kmeans_iters: int = 10
+    #: search: nearest centroids probed per query token, candidates re-scored with full vectors.
+    ncells: int = 2
+    ndocs: int = 256
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
 class LanguageConfig:
     """How a document's language is resolved when the corpus does not give one."""
 
@@ -68,6 +90,7 @@ class IndexConfig:
     bm25: BM25Config = field(default_factory=BM25Config)
     dense: DenseConfig = field(default_factory=DenseConfig)
     sparse: SparseConfig = field(default_factory=SparseConfig)
+    multivector: MultiVectorConfig = field(default_factory=MultiVectorConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     #: "stop" at the first bad corpus line, or "skip" it and count it in the manifest.
     on_error: OnError = "stop"
@@ -89,6 +112,7 @@ class IndexConfig:
             bm25=BM25Config(**data.get("bm25", {})),
             dense=DenseConfig(**data.get("dense", {})),
             sparse=SparseConfig(**data.get("sparse", {})),
+            multivector=MultiVectorConfig(**data.get("multivector", {})),
             language=LanguageConfig(**data.get("language", {})),
             on_error=data.get("on_error", "stop"),
         )

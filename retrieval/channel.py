@@ -27,6 +27,7 @@ SEARCHERS: dict[str, str] = {
     "bm25": "retrieval.bm25:BM25Searcher",
     "dense": "retrieval.dense:DenseSearcher",
     "sparse": "retrieval.sparse:SparseSearcher",
+    "multivector": "retrieval.multivector:MultiVectorSearcher",
 }
 
 
