@@ -62,6 +62,8 @@ class ChannelUpdater(Protocol):
 #: Channels missing here cannot be updated in place: their indexes must be rebuilt.
 UPDATERS: dict[str, str] = {
     "bm25": "indexing.bm25:BM25Updater",
+    "dense": "indexing.dense:DenseUpdater",
+    "sparse": "indexing.sparse:SparseUpdater",
 }
 
 

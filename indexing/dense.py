@@ -272,3 +272,252 @@ def _train_and_add(index: Any, training: np.ndarray, vectors: np.ndarray) -> Any
     index.train(training)
     index.add(vectors)
     return index
+
+
+class DenseUpdater:
+    """Incremental updates of a built dense channel (the :class:`indexing.channel.ChannelUpdater` protocol).
+
+    Opened with the channel's manifest details, it encodes added documents with exactly the model,
+    ``batch_size`` and ``max_length`` recorded there (and refuses a model whose prompts or dimension
+    changed since the build). ``delete`` and ``add`` only record the batch; ``close`` applies it to the
+    FAISS index, keeping vector ``i`` = ``docids[i]`` with no holes, so the searcher reads an updated
+    channel exactly like a freshly built one:
+
+    * ``flat``: ``remove_ids`` (which compacts the stored vectors, keeping their order), then ``add``;
+      exact, so scores equal a fresh build's. Cost: one copy of the vectors per batch.
+    * ``hnsw``: new vectors are inserted into the graph; when the batch deletes (or replaces) a
+      document, the graph is rebuilt from the vectors it stores (``IndexHNSWFlat`` keeps them in full
+      precision, so nothing is re-encoded). Cost of a rebuild: a fresh HNSW build over the corpus.
+    * ``ivfpq``: ``remove_ids`` on the inverted lists, ids renumbered to stay contiguous, new vectors
+      encoded with the quantizers trained at build time (not retrained: rebuild after the corpus has
+      drifted far). Cost: one pass over the inverted lists per batch with deletions.
+
+    The index keeps the kind it was built with (an ``auto`` flat index does not turn into HNSW when it
+    grows past ``ann_threshold``; rebuild for that). The channel's files are replaced together with
+    :func:`indexing.filecommit.commit_files` (a crash leaves the old set or the new one).
+    """
+
+    def __init__(
+        self, directory: Path, details: dict[str, Any], config: dict[str, Any] | None = None
+    ) -> None:
+        import faiss
+
+        from indexing.filecommit import recover
+
+        self.directory = Path(directory)
+        recover(self.directory)
+        self.details = dict(details)
+        self.config = dict(config or {})
+        self.kind = str(self.details.get("index", "flat"))
+        if self.kind not in ("flat", "hnsw", "ivfpq"):
+            raise ValueError(
+                f"the dense channel at {self.directory} records index kind {self.kind!r}, which cannot be "
+                "updated; the manifest is damaged: rebuild the index."
+            )
+        model = self.details.get("model")
+        if not model:
+            raise ValueError(f"{self.directory}: the manifest names no dense model; rebuild the index.")
+        self.model_name = str(model)
+        path = self.directory / INDEX_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: the dense channel of this index is incomplete. Rebuild the index."
+            )
+        self.index = faiss.read_index(str(path))
+        self._docids: list[str] = json.loads((self.directory / DOCIDS_FILE).read_text(encoding="utf-8"))
+        self._codes = np.load(self.directory / LANGS_FILE).astype(np.int16)
+        table: list[str] = json.loads((self.directory / LANGUAGES_FILE).read_text(encoding="utf-8"))
+        if not (len(self._docids) == len(self._codes) == self.index.ntotal):
+            raise ValueError(
+                f"{self.directory}: the FAISS index holds {self.index.ntotal} vectors but "
+                f"{len(self._docids)} ids and {len(self._codes)} languages are recorded; the channel is "
+                "damaged. Rebuild the index."
+            )
+        self._lang_codes: dict[str, int] = {lang: code for code, lang in enumerate(table)}
+        self._positions: dict[str, int] = {docid: i for i, docid in enumerate(self._docids)}
+        self._keep = np.ones(len(self._docids), dtype=bool)
+        self._new: dict[str, tuple[int, np.ndarray]] = {}
+        self._encoder: SentenceTransformerEncoder | None = None
+        self._encode_seconds = 0.0
+        self._closed = False
+
+    def delete(self, ids: list[str]) -> None:
+        """Forget the documents with these ids (ids the channel does not hold are ignored)."""
+        self._check_open()
+        for docid in ids:
+            position = self._positions.pop(docid, None)
+            if position is not None:
+                self._keep[position] = False
+            self._new.pop(docid, None)
+
+    def add(self, docs: list[Document]) -> None:
+        """Encode ``docs`` with the recorded model; an id the channel already holds is replaced."""
+        self._check_open()
+        if not docs:
+            return
+        self.delete([doc.id for doc in docs])
+        encoder = self._get_encoder()
+        started = time.perf_counter()
+        vectors = encoder.encode_documents([document_text(doc) for doc in docs])
+        self._encode_seconds += time.perf_counter() - started
+        for doc, vector in zip(docs, vectors, strict=True):
+            self._new[doc.id] = (self._lang_code(doc.lang), vector)
+
+    def close(self) -> dict[str, Any]:
+        """Apply the batch to the FAISS index, replace the channel's files and return the new details."""
+        self._check_open()
+        self._closed = True
+        from indexing.filecommit import commit_files
+
+        removed = np.flatnonzero(~self._keep).astype(np.int64)
+        if len(removed) or self._new:
+            started = time.perf_counter()
+            index = self._updated_index(removed)
+            docids = [d for d, keep in zip(self._docids, self._keep.tolist(), strict=True) if keep]
+            docids.extend(self._new)
+            codes = np.concatenate(
+                [self._codes[self._keep], np.asarray([c for c, _ in self._new.values()], dtype=np.int16)]
+            )
+            if index.ntotal != len(docids):
+                raise RuntimeError(
+                    f"dense update produced {index.ntotal} vectors for {len(docids)} documents; nothing was "
+                    "written. Report this as a bug."
+                )
+            table = sorted(self._lang_codes, key=self._lang_codes.__getitem__)
+            commit_files(
+                self.directory,
+                {
+                    INDEX_FILE: lambda path: _write_faiss(index, path),
+                    DOCIDS_FILE: lambda path: path.write_text(
+                        json.dumps(docids, ensure_ascii=False), encoding="utf-8"
+                    ),
+                    LANGS_FILE: lambda path: _save_npy(path, codes),
+                    LANGUAGES_FILE: lambda path: path.write_text(json.dumps(table), encoding="utf-8"),
+                },
+            )
+            log.info(
+                "dense update: -%d +%d documents (%s index) in %.2f s",
+                len(removed),
+                len(self._new),
+                self.kind,
+                time.perf_counter() - started,
+            )
+            self.details["documents"] = len(docids)
+        else:
+            self.details["documents"] = int(self.index.ntotal)
+        if "bytes" in self.details:
+            self.details["bytes"] = _directory_bytes(self.directory)
+        self.index = None
+        return self.details
+
+    def abort(self) -> None:
+        """Discard the batch (nothing was written)."""
+        self._closed = True
+        self.index = None
+
+    def _updated_index(self, removed: np.ndarray) -> Any:
+        import faiss
+
+        index = self.index
+        new = (
+            np.ascontiguousarray(np.stack([v for _, v in self._new.values()]), dtype=np.float32)
+            if self._new
+            else np.zeros((0, index.d), dtype=np.float32)
+        )
+        if self.kind == "flat":
+            if len(removed):
+                index.remove_ids(faiss.IDSelectorBatch(removed))  # compacts, keeping the order
+        elif self.kind == "hnsw":
+            if len(removed):
+                kept = index.reconstruct_n(0, index.ntotal)[self._keep]
+                return self._hnsw(np.concatenate([kept, new]))
+        else:
+            if len(removed):
+                _remove_ivf(index, removed, self._keep)
+        if len(new):
+            index.add(new)
+        return index
+
+    def _hnsw(self, vectors: np.ndarray) -> Any:
+        import faiss
+
+        m = int(self.details.get("hnsw_m", 32))
+        index = faiss.IndexHNSWFlat(self.index.d, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(self.details.get("ef_construction", max(40, 2 * m)))
+        index.hnsw.efSearch = int(self.details.get("ef_search", 128))
+        if len(vectors):
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return index
+
+    def _get_encoder(self) -> SentenceTransformerEncoder:
+        if self._encoder is None:
+            encoder = SentenceTransformerEncoder(
+                self.model_name,
+                batch_size=int(self.details.get("batch_size", 32)),
+                max_length=int(self.details.get("max_length", 512)),
+                device=str(self.config.get("device") or "auto"),
+            )
+            if encoder.dim != self.index.d:
+                raise ValueError(
+                    f"model {self.model_name!r} now makes {encoder.dim}-dimensional vectors but the index "
+                    f"holds {self.index.d}-dimensional ones: restore the model the index was built with "
+                    "or rebuild the index."
+                )
+            recorded = self.details.get("prompts")
+            if recorded is not None and dict(recorded) != encoder.prompts:
+                raise ValueError(
+                    f"the index was built with prompts {recorded} but model {self.model_name!r} now has "
+                    f"{encoder.prompts}: new documents would not match the indexed ones. Restore the model "
+                    "or rebuild the index."
+                )
+            self._encoder = encoder
+        return self._encoder
+
+    def _lang_code(self, lang: str | None) -> int:
+        if lang is None:
+            return -1
+        code = self._lang_codes.get(lang)
+        if code is None:
+            code = len(self._lang_codes)
+            if code > np.iinfo(np.int16).max:
+                raise ValueError(
+                    "more distinct document languages than the dense channel can record (32767)."
+                )
+            self._lang_codes[lang] = code
+        return code
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("DenseUpdater used after close()/abort(); open a new updater")
+
+
+def _remove_ivf(index: Any, removed: np.ndarray, keep: np.ndarray) -> None:
+    """Remove vectors ``removed`` from an IVF index and renumber the others 0..n-1 in their old order."""
+    import faiss
+
+    index.remove_ids(faiss.IDSelectorBatch(removed))
+    renumber = np.cumsum(keep, dtype=np.int64) - 1
+    invlists = faiss.extract_index_ivf(index).invlists
+    for number in range(invlists.nlist):
+        size = invlists.list_size(number)
+        if size == 0:
+            continue
+        ids = faiss.rev_swig_ptr(invlists.get_ids(number), size).copy()
+        codes = faiss.rev_swig_ptr(invlists.get_codes(number), size * invlists.code_size).copy()
+        fresh = np.ascontiguousarray(renumber[ids], dtype=np.int64)
+        invlists.update_entries(number, 0, size, faiss.swig_ptr(fresh), faiss.swig_ptr(codes))
+
+
+def _directory_bytes(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def _write_faiss(index: Any, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array)

@@ -135,7 +135,7 @@ def test_bad_batches_are_refused_before_anything_changes(
 def test_channels_without_an_updater_refuse_updates(index: Path) -> None:
     manifest_path = index / "manifest.json"
     data = json.loads(manifest_path.read_text())
-    data["channels"]["dense"] = {"model": "multilingual-e5-small"}
+    data["channels"]["multivector"] = {"model": "multilingual-e5-small"}
     manifest_path.write_text(json.dumps(data))
-    with pytest.raises(UpdateNotSupportedError, match=r"'dense'.*xlir index build --overwrite"):
+    with pytest.raises(UpdateNotSupportedError, match=r"'multivector'.*xlir index build --overwrite"):
         IndexUpdater(index)
