@@ -11,9 +11,9 @@ Design
 * **Per-channel protocol.** Each channel offers a :class:`indexing.channel.ChannelUpdater` registered in
   :data:`indexing.channel.UPDATERS` (like the writers): ``delete(ids)``, ``add(docs)``,
   ``close() -> details``. An upsert is "delete every id of the batch, then add the batch", so a replaced
-  document may change language (BM25 sub-index) freely. An index with a channel that has no updater
-  (for now: dense, sparse) refuses updates with :class:`indexing.channel.UpdateNotSupportedError`
-  before anything is written.
+  document may change language (BM25 sub-index) freely. BM25, dense and sparse have updaters; an
+  index with a channel that has none refuses updates with
+  :class:`indexing.channel.UpdateNotSupportedError` before anything is written.
 * **Crash safety: a write-ahead journal.** Before a batch touches anything it is written, with the
   documents' languages already resolved, to ``journal/<sequence>.json`` in the index directory
   (temporary file, fsync, atomic rename, fsync of the directory). Then the channels, the docstore and

@@ -13,62 +13,61 @@ from conftest import write_jsonl
 XLIR = [sys.executable, "-m", "xlir.cli"]
 
 
-def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XLIR_HOME": str(home), "COLUMNS": "200"}
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a real process. XLIR_HOME is inherited: the prepared model is shared."""
+    env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([*XLIR, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_help_is_everywhere(tmp_path: Path) -> None:
     for args in ([], ["index"], ["index", "build"], ["search"], ["demo"]):
-        done = run(*args, "--help", home=tmp_path)
+        done = run(*args, "--help")
         assert done.returncode == 0, done.stderr
         assert "Usage" in done.stdout
 
 
 def test_build_info_search_round_trip(tmp_path: Path, sample: Path) -> None:
     index = tmp_path / "idx"
-    done = run("index", "build", str(sample), str(index), home=tmp_path)
+    done = run("index", "build", str(sample), str(index))
     assert done.returncode == 0, done.stderr
     assert "288 documents" in done.stderr
 
-    info = run("index", "info", str(index), "--json", home=tmp_path)
+    info = run("index", "info", str(index), "--json")
     assert json.loads(info.stdout)["languages"]["zh"] == 48
 
-    found = run(
-        "search", str(index), "Panthers defense points", "-k", "3", "--lang", "de", "--json", home=tmp_path
-    )
+    found = run("search", str(index), "Panthers defense points", "-k", "3", "--lang", "de", "--json")
     result = json.loads(found.stdout)
     assert result["hits"][0]["docid"] == "de-a00p00"
     assert 1 <= len(result["hits"]) <= 3
     assert {hit["lang"] for hit in result["hits"]} == {"de"}
 
-    human = run("search", str(index), "Panthers defense points", "-k", "2", home=tmp_path)
+    human = run("search", str(index), "Panthers defense points", "-k", "2")
     assert "en-a00p00" in human.stdout
 
 
 def test_user_errors_are_one_clear_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "fine", "lang": "en"}\n{"id": "b", "text": \n', encoding="utf-8")
-    done = run("index", "build", str(bad), str(tmp_path / "idx"), home=tmp_path)
+    done = run("index", "build", str(bad), str(tmp_path / "idx"), "-c", "bm25")
     assert done.returncode == 2
     assert "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "idx").exists()
 
-    skipped = run("index", "build", str(bad), str(tmp_path / "idx"), "--on-error", "skip", home=tmp_path)
+    skipped = run("index", "build", str(bad), str(tmp_path / "idx"), "--on-error", "skip", "-c", "bm25")
     assert skipped.returncode == 0, skipped.stderr
     assert "malformed_json" in skipped.stderr
 
-    missing = run("search", str(tmp_path / "nowhere"), "query", home=tmp_path)
+    missing = run("search", str(tmp_path / "nowhere"), "query")
     assert missing.returncode == 2 and "no such index" in missing.stderr
 
-    empty = run("search", str(tmp_path / "idx"), "  ", home=tmp_path)
+    empty = run("search", str(tmp_path / "idx"), "  ")
     assert empty.returncode == 2 and "empty" in empty.stderr
 
 
 def test_demo_builds_the_sample_and_answers_across_languages(tmp_path: Path) -> None:
-    done = run("demo", home=tmp_path)
+    done = run("demo", "--index-dir", str(tmp_path / "sample"))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "indexes" / "sample" / "manifest.json").is_file()
+    assert (tmp_path / "sample" / "manifest.json").is_file()
     assert "en-a00p00" in done.stdout and "de-a00p00" in done.stdout
 
 
@@ -80,9 +79,9 @@ def test_corpus_without_languages_gets_them_detected(tmp_path: Path) -> None:
             {"id": "2", "text": "The quick brown fox jumps over the lazy dog."},
         ],
     )
-    done = run("index", "build", str(corpus), str(tmp_path / "idx"), home=tmp_path)
+    done = run("index", "build", str(corpus), str(tmp_path / "idx"), "-c", "bm25")
     assert done.returncode == 0, done.stderr
-    info = json.loads(run("index", "info", str(tmp_path / "idx"), "--json", home=tmp_path).stdout)
+    info = json.loads(run("index", "info", str(tmp_path / "idx"), "--json").stdout)
     assert info["languages"] == {"de": 1, "en": 1}
 
 
@@ -95,10 +94,8 @@ def test_serve_answers_http_on_loopback(tmp_path: Path, sample_index: Path) -> N
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "XLIR_HOME": str(tmp_path)}
     server = subprocess.Popen(
         [*XLIR, "serve", str(sample_index), "--port", str(port)],
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
