@@ -363,7 +363,7 @@ def dense_throughput(
         f"sentence-transformers used directly {statistics.median(direct):.1f} docs/s; the dense channel inside "
         f"`build_index` (encoding + FAISS) {statistics.median(inside):.1f} docs/s; ratio {ratio:.2f}."
     )
-    return body, {"ratio": ratio}
+    return body, {}  # timings are not regression data: too noisy on shared CPUs
 
 
 def _single(index: Path, topics: Mapping[str, str], channel: str) -> dict[str, Run]:
