@@ -34,6 +34,7 @@ WRITERS: dict[str, str] = {
     "dense": "indexing.dense:DenseWriter",
     "sparse": "indexing.sparse:SparseWriter",
     "multivector": "indexing.multivector:MultiVectorWriter",
+    "translate": "indexing.translated:TranslatedWriter",
 }
 
 

