@@ -99,6 +99,7 @@ class BM25Writer:
                 f"BM25 threads and batch_size must be >= 1, got {self.threads}, {self.batch_size}"
             )
         self._subindexes: dict[str, _SubIndex] = {}
+        self._by_lang: dict[str | None, _SubIndex] = {}
         self._closed = False
         ensure_jvm()
         from pyserini.index.lucene._indexer import JsonCollectionDocument
@@ -106,6 +107,9 @@ class BM25Writer:
         self._make_doc = JsonCollectionDocument.fromFields
 
     def _subindex(self, lang: str | None) -> _SubIndex:
+        sub = self._by_lang.get(lang)
+        if sub is not None:  # the common case: a language seen before, no name check per document
+            return sub
         name = subindex_name(lang)
         sub = self._subindexes.get(name)
         if sub is None:
@@ -117,6 +121,7 @@ class BM25Writer:
                 )
             sub = _SubIndex(path, analyzer_for(lang), self.threads)
             self._subindexes[name] = sub
+        self._by_lang[lang] = sub
         return sub
 
     def add(self, doc: Document) -> None:

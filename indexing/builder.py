@@ -110,9 +110,9 @@ def _ingest(
     count = 0
     for position, doc in enumerate(documents, start=1):
         where = doc.origin or f"document #{position}"
-        if not isinstance(doc.id, str) or not doc.id.strip():
+        if not isinstance(doc.id, str) or not doc.id or doc.id.isspace():
             raise CorpusError(where, f"invalid document id {doc.id!r}", "Give every document a non-empty id.")
-        if not doc.text or not doc.text.strip():
+        if not doc.text or doc.text.isspace():  # isspace: no copy of the text
             raise CorpusError(where, f"document {doc.id!r} has empty text", "Remove it or give it text.")
         if doc.id in seen:
             if config.on_error == "skip":

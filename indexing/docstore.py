@@ -46,10 +46,7 @@ class DocStore:
         return cls(Path(directory) / DOCSTORE_NAME, create=create)
 
     def add_many(self, docs: Iterable[Document]) -> None:
-        rows = (
-            (d.id, d.lang, d.title, d.text, json.dumps(d.metadata, ensure_ascii=False), d.origin)
-            for d in docs
-        )
+        rows = ((d.id, d.lang, d.title, d.text, _metadata_json(d.metadata), d.origin) for d in docs)
         with self._db:
             self._db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)", rows)
 
@@ -116,6 +113,10 @@ class DocStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _metadata_json(metadata: dict) -> str:
+    return json.dumps(metadata, ensure_ascii=False) if metadata else "{}"
 
 
 def _document(row: tuple) -> Document:
