@@ -194,7 +194,12 @@ def _load_hf(path: str, device: str, kind: str = "auto") -> tuple[Any, Any]:
 
                     model = XmodModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
                 else:
-                    model = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
+                    try:
+                        model = AutoModel.from_pretrained(
+                            path, local_files_only=True, add_pooling_layer=False
+                        )
+                    except TypeError:  # architectures without a pooler take no such argument
+                        model = AutoModel.from_pretrained(path, local_files_only=True)
             model.to(device).eval()
             cached = _MODELS[key] = (tokenizer, model)
             log.info("loaded token encoder %s on %s", path, device)
