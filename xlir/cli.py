@@ -216,6 +216,27 @@ def models_prepare(
     console.print(f"[green]ready:[/] {name} -> {path}")
 
 
+train_app = typer.Typer(
+    help="Train the heads and adapters xlir ships (English data, zero-shot transfer).", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command(
+    "colbert",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def train_colbert(ctx: typer.Context) -> None:
+    """Train a ColBERT head on frozen mE5-small token states (`xlir train colbert --help` for its options)."""
+    from indexing.colbert_train import main as train_main
+
+    try:
+        train_main(ctx.args)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+
+
 @app.command("search")
 def search(
     index_dir: Annotated[Path, typer.Argument(help="An index directory.")],
