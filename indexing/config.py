@@ -57,8 +57,9 @@ class MultiVectorConfig:
     #: "auto" (ColBERT-XM for an X-MOD model folder, else "hf"), "hf" or "colbert-xm".
     encoder: str = "auto"
     model: str = "multilingual-e5-small"
-    #: a trained projection head (shipped name or folder); None = the backbone's raw token states.
-    head: str | None = None
+    #: a trained projection head (shipped name or folder); None = the backbone's raw token states;
+    #: "auto" = the shipped head trained for the default model (me5-small-colbert-en), none for others.
+    head: str | None = "auto"
     batch_size: int = 32
     query_max_length: int = 64
     doc_max_length: int = 512

@@ -6,7 +6,8 @@ A query is searched in three stages (Santhanam et al., PLAID, 2022):
 1. candidate generation: each query token's ``ncells`` nearest centroids; the documents with a token in
    any of those cells are the candidates (restricted to the requested languages);
 2. centroid interaction: each candidate is scored by MaxSim with every token replaced by its centroid
-   (no residuals touched), and the best ``ndocs`` are kept;
+   (no residuals touched), counting only tokens whose centroid is among the ``cell_fraction`` best cells
+   for the query (PLAID's centroid pruning), and the best ``ndocs`` are kept;
 3. exact-ish MaxSim: their tokens are decompressed (centroid + quantized residual) and scored.
 
 When the cells hold fewer than ``k`` documents of the allowed languages, every allowed document is a
@@ -46,7 +47,7 @@ class MultiVectorSearcher:
     """Searches a multivector channel directory: ``search(query, k, langs) -> Ranking`` (source ``"multivector"``).
 
     ``encoder`` replaces the encoder the manifest describes (it must make the same vectors); ``ncells`` /
-    ``ndocs`` override the recorded search settings.
+    ``ndocs`` / ``cell_fraction`` override the recorded search settings.
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class MultiVectorSearcher:
         *,
         ncells: int | None = None,
         ndocs: int | None = None,
+        cell_fraction: float | None = None,
         device: str | None = None,
     ) -> None:
         self.directory = Path(directory)
@@ -88,6 +90,9 @@ class MultiVectorSearcher:
         self._allowed_cache: dict[frozenset[str], np.ndarray] = {}
         self.ncells = int(ncells or self.details.get("ncells", 2))
         self.ndocs = int(ndocs or self.details.get("ndocs", 256))
+        self.cell_fraction = float(cell_fraction or self.details.get("cell_fraction", 0.05))
+        if not 0 < self.cell_fraction <= 1:
+            raise ValueError(f"cell_fraction must be in (0, 1] (got {self.cell_fraction}).")
         self.encoder = encoder if encoder is not None else open_token_encoder(self.details, device=device)
         if self.encoder.dim != self.codec.dim:
             raise ValueError(
@@ -134,7 +139,7 @@ class MultiVectorSearcher:
         if len(candidates) == 0:
             return Ranking(source=SOURCE)
         if len(candidates) > self.ndocs:
-            approx = self._maxsim(centroid_scores, candidates, exact=False, query=query)
+            approx = self._approximate(centroid_scores, candidates)
             keep = np.argpartition(-approx, self.ndocs - 1)[: self.ndocs]
             candidates = candidates[keep]
         scores = self._maxsim(centroid_scores, candidates, exact=True, query=query)
@@ -199,6 +204,33 @@ class MultiVectorSearcher:
         if len(docs) < self.ndocs:  # few in the cells: every (allowed) document is a candidate
             docs = np.flatnonzero(allowed) if allowed is not None else np.arange(len(self.docids))
         return docs
+
+    def _approximate(self, centroid_scores: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        """Centroid-only MaxSim of ``docs``, over the tokens whose centroid is among the query's best cells.
+
+        PLAID's centroid pruning: a token whose centroid scores low against every query token cannot
+        decide a document's MaxSim, so only tokens in the top ``cell_fraction`` of cells (by their best
+        score over query tokens) are gathered; a query token that meets none of a document's kept tokens
+        contributes 0.
+        """
+        lengths = self._lengths[docs]
+        bounds = np.zeros(len(docs), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=bounds[1:])
+        tokens = np.repeat(self.offsets[docs] - bounds, lengths) + np.arange(
+            int(lengths.sum()), dtype=np.int64
+        )
+        codes = np.asarray(self.codes[tokens], dtype=np.int64)
+        best = centroid_scores.max(axis=0)
+        keep_cells = max(1, int(len(best) * self.cell_fraction))
+        threshold = np.partition(best, len(best) - keep_cells)[len(best) - keep_cells]
+        kept = best[codes] >= threshold
+        owner = np.repeat(np.arange(len(docs)), lengths)[kept]
+        sims = centroid_scores[:, codes[kept]]  # (q, kept tokens)
+        out = np.zeros((centroid_scores.shape[0], len(docs)), dtype=np.float32)
+        if sims.shape[1]:
+            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            out[:, owner[starts]] = np.maximum.reduceat(sims, starts, axis=1)
+        return np.maximum(out, 0).sum(axis=0)
 
     def _maxsim(
         self, centroid_scores: np.ndarray, docs: np.ndarray, *, exact: bool, query: np.ndarray

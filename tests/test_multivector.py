@@ -20,9 +20,11 @@ from indexing.config import IndexConfig, MultiVectorConfig
 from indexing.documents import Document
 from indexing.multivector import ResidualCodec, default_centroids
 from indexing.token_encoders import (
+    DEFAULT_HEAD,
     ColBERTXMEncoder,
     HFTokenEncoder,
     TokenEncoderError,
+    default_head,
     load_head,
     make_head,
     open_token_encoder,
@@ -158,6 +160,24 @@ def test_head_round_trip_and_projection(tiny_bert: Path, tmp_path: Path) -> None
     save_head(bad, tmp_path / "bad", {})
     with pytest.raises(TokenEncoderError, match="expects 48-d"):
         HFTokenEncoder(str(tiny_bert), head=str(tmp_path / "bad"), device="cpu")
+
+
+def test_shipped_head_has_provenance_and_is_the_default_for_me5(tiny_bert: Path) -> None:
+    import torch
+
+    head, info = load_head(DEFAULT_HEAD)
+    assert (info["in_dim"], info["out_dim"]) == (384, 384) and info["backbone"] == "multilingual-e5-small"
+    assert info["command"].startswith("xlir train colbert") and isinstance(info["seed"], int)
+    assert set(info["trained_on"]) == {"msmarco-dev-small", "squad-train-part"}
+    assert (
+        info["measured"]["xquad_ndcg10_exhaustive_maxsim"]["mean"]
+        > info["measured"]["xquad_ndcg10_untrained_raw_states"]["mean"]
+    )
+    assert torch.isfinite(head.linear.weight).all()
+    assert default_head("multilingual-e5-small") == DEFAULT_HEAD
+    assert default_head("intfloat/multilingual-e5-small") == DEFAULT_HEAD
+    assert default_head(str(tiny_bert)) is None  # another backbone gets raw states under "auto"
+    assert HFTokenEncoder(str(tiny_bert), head="auto", device="cpu").head is None
 
 
 def test_xmod_language_mapping() -> None:
