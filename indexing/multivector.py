@@ -135,6 +135,16 @@ class ResidualCodec:
         self._shifts = shifts
         self._mask = np.uint8((1 << self.nbits) - 1)
         self._dims = np.arange(self.dim)
+        # Decompression table: for residual byte j and its value, the weights of the dimensions it packs.
+        per_byte = 8 // self.nbits
+        values = np.arange(256, dtype=np.uint8)
+        buckets = (values[:, None] >> shifts) & self._mask  # (256, per_byte)
+        dims = np.arange(self.bytes_per_token)[:, None, None] * per_byte + np.arange(
+            per_byte
+        )  # (B, 1, per_byte)
+        self._lut = np.ascontiguousarray(
+            self.weights[dims, buckets[None]], dtype=np.float32
+        )  # (B, 256, per_byte)
 
     @classmethod
     def train(
@@ -171,8 +181,9 @@ class ResidualCodec:
     def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """Unit-length float32 vectors from centroid ids and packed residual codes."""
         packed = np.asarray(packed, dtype=np.uint8)
-        buckets = ((packed[:, :, None] >> self._shifts) & self._mask).reshape(len(packed), self.dim)
-        vectors = self.centroids[np.asarray(codes, dtype=np.int64)] + self.weights[self._dims, buckets]
+        columns = np.arange(self.bytes_per_token)
+        vectors = self._lut[columns, packed].reshape(len(packed), self.dim)
+        vectors += self.centroids[np.asarray(codes, dtype=np.int64)]
         return _unit(vectors)
 
     def save(self, directory: Path) -> None:

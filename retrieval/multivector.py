@@ -7,8 +7,9 @@ A query is searched in three stages (Santhanam et al., PLAID, 2022):
    any of those cells are the candidates (restricted to the requested languages);
 2. centroid interaction: each candidate is scored by MaxSim with every token replaced by its centroid
    (no residuals touched), counting only tokens whose centroid is among the ``cell_fraction`` best cells
-   for the query (PLAID's centroid pruning), and the best ``ndocs`` are kept;
-3. exact-ish MaxSim: their tokens are decompressed (centroid + quantized residual) and scored.
+   for the query (PLAID's centroid pruning);
+3. exact-ish MaxSim: the best ``max(k, ndocs / 4)`` have their tokens decompressed (centroid + quantized
+   residual) and scored.
 
 When the cells hold fewer than ``k`` documents of the allowed languages, every allowed document is a
 candidate, so a filtered search returns ``k`` hits whenever there are ``k`` such documents.
@@ -138,9 +139,10 @@ class MultiVectorSearcher:
         candidates = self._candidates(centroid_scores, allowed)
         if len(candidates) == 0:
             return Ranking(source=SOURCE)
-        if len(candidates) > self.ndocs:
+        exact = max(k, self.ndocs // 4)  # PLAID: ndocs after centroid interaction, a quarter re-scored
+        if len(candidates) > exact:
             approx = self._approximate(centroid_scores, candidates)
-            keep = np.argpartition(-approx, self.ndocs - 1)[: self.ndocs]
+            keep = np.argpartition(-approx, exact - 1)[:exact]
             candidates = candidates[keep]
         scores = self._maxsim(centroid_scores, candidates, exact=True, query=query)
         top = min(k, len(candidates))
