@@ -65,6 +65,7 @@ UPDATERS: dict[str, str] = {
     "bm25": "indexing.bm25:BM25Updater",
     "dense": "indexing.dense:DenseUpdater",
     "sparse": "indexing.sparse:SparseUpdater",
+    "translate": "indexing.translated:TranslatedUpdater",
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 from indexing.builder import build_index
 from indexing.config import IndexConfig, TranslateConfig
 from indexing.documents import Document
+from indexing.manifest import Manifest
 from retrieval.channel import open_searcher
 from retrieval.translate import (
     MarianTranslator,
@@ -174,3 +175,33 @@ def test_untranslatable_error_mode_refuses(tmp_path: Path) -> None:
     )
     with pytest.raises(TranslationUnavailableError, match="de->en"):
         build_index(DOCS, tmp_path / "idx", config)
+
+
+def test_updated_translate_index_ranks_like_a_fresh_build(tmp_path: Path) -> None:
+    """Add, replace (changing language) and delete through IndexUpdater; then compare with a fresh build."""
+    from indexing.updater import IndexUpdater
+    from retrieval.searcher import Searcher
+
+    config = IndexConfig(channels=("translate",), translate=TranslateConfig(target="en", batch_size=2))
+    updated = tmp_path / "updated"
+    build_index(DOCS[:3], updated, config)
+    updater = IndexUpdater(updated)
+    added = Document(id="pt-3", text="O museu de arte moderna fica perto do rio.", lang="pt")
+    assert updater.upsert([*DOCS[3:], added]).added == 3
+    moved = Document(id="pt-2", text="The city library opened a new reading room for children.", lang="en")
+    assert updater.upsert([moved]).replaced == 1
+    assert updater.delete(["en-1"]).deleted == 1
+    final = [DOCS[0], moved, *DOCS[3:], added]
+    fresh = tmp_path / "fresh"
+    build_index(final, fresh, config)
+
+    a_details = Manifest.read(updated).channels["translate"]
+    assert a_details["documents"] == Manifest.read(fresh).channels["translate"]["documents"] == 5
+    with Searcher(updated) as a, Searcher(fresh) as b:
+        for query in ("modern art museum by the river", "library reading room", "cat roof", "Berlin train"):
+            ra, rb = a.ranking(query, k=5), b.ranking(query, k=5)
+            assert ra.docids == rb.docids, query
+            assert [h.score for h in ra] == pytest.approx([h.score for h in rb], abs=1e-5)
+            assert [h.lang for h in ra] == [h.lang for h in rb]
+        assert a.ranking("modern art museum", k=1).docids == ["pt-3"]
+        assert "en-1" not in a.ranking("stock markets interest rates", k=5).docids
