@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: Largest request body accepted (bytes); POST /documents batches are the big ones.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Seconds an idle keep-alive connection is held open (longer than common client pool expiries).
+KEEP_ALIVE_S = 75.0
 STATIC = Path(__file__).parent / "static"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -743,8 +745,13 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     search_threads: int | None = None,
     log_level: str = "info",
+    keep_alive_s: float = KEEP_ALIVE_S,
 ) -> None:
     """Serve ``index_dir`` over HTTP until interrupted (one process; see the module docstring).
+
+    ``keep_alive_s``: how long an idle client connection stays open. It must outlast the clients' own
+    idle expiry, or a client reuses a connection the server is closing at that moment and sees it
+    drop (uvicorn's default is 5 s, the same as httpx's pool expiry).
 
     Raises :class:`indexing.manifest.IndexNotFoundError` at once if ``index_dir`` is not an index, and
     ValueError for an unreadable API key file.
@@ -757,4 +764,4 @@ def serve(
     app = create_app(
         index_dir, api_key_file=api_key_file, max_body_bytes=max_body_bytes, search_threads=search_threads
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=int(keep_alive_s))

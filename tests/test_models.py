@@ -221,3 +221,30 @@ def test_second_prepare_is_a_noop_and_names_resolve(prepared) -> None:
     p = model.encode(["Maria wohnt in Berlin.", "The weather is cold."], prompt_name="passage")
     assert q.shape == (1, 384) and np.allclose(np.linalg.norm(p, axis=1), 1, atol=1e-5)
     assert (p @ q[0])[0] > (p @ q[0])[1]  # cross-lingual relevance, not just shape
+
+
+def test_mistral_regex_false_positive_is_dropped_only_for_non_mistral_models(tmp_path: Path) -> None:
+    """transformers 4.57.6 warns about Mistral's regex for every local tokenizer; xlir drops it unless Mistral."""
+    import logging
+
+    from indexing.models import _MistralRegexFalsePositive
+
+    def record(folder: Path) -> logging.LogRecord:
+        message = f"The tokenizer you are loading from '{folder}' with an incorrect regex pattern: set fix_mistral_regex"
+        return logging.LogRecord(
+            "transformers.tokenization_utils_base", logging.WARNING, "", 0, message, None, None
+        )
+
+    bert, mistral = tmp_path / "bert", tmp_path / "mistral"
+    for folder, kind in ((bert, "bert"), (mistral, "mistral")):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": kind}))
+    keep = _MistralRegexFalsePositive().filter
+    assert not keep(record(bert))
+    assert keep(record(mistral))
+    assert keep(record(tmp_path / "no-config"))
+    other = logging.LogRecord("x", logging.WARNING, "", 0, "another warning", None, None)
+    assert keep(other)
+    assert _MistralRegexFalsePositive in {
+        type(f) for f in logging.getLogger("transformers.tokenization_utils_base").filters
+    }

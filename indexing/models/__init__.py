@@ -59,6 +59,38 @@ __all__ = [
 #: The project's default dense encoder.
 DEFAULT_MODEL = "multilingual-e5-small"
 
+
+class _MistralRegexFalsePositive(logging.Filter):
+    """Drops transformers 4.57.3+'s "incorrect regex pattern ... fix_mistral_regex" warning for models that
+    are not Mistral tokenizers.
+
+    transformers 4.57.6 (pinned) warns for every local tokenizer whose config records 4.57.3 <= version < 5,
+    whatever its model type (huggingface/transformers#44031, fixed upstream by #45444), so every model
+    xlir prepares or a user saves with this version would print it. The warning is kept when the
+    folder's config says the model is a Mistral-family one, the only case it was meant for.
+    """
+
+    _MISTRAL = {"mistral", "mistral3", "voxtral", "ministral", "pixtral"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "fix_mistral_regex" not in message:
+            return True
+        match = re.search(r"loading from '([^']+)'", message)
+        if not match:
+            return True
+        config = Path(match.group(1)) / "config.json"
+        try:
+            import json
+
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError):
+            return True
+        return model_type in self._MISTRAL
+
+
+logging.getLogger("transformers.tokenization_utils_base").addFilter(_MistralRegexFalsePositive())
+
 ModelKind = Literal["dense", "learned-sparse", "engine"]
 Supply = Literal["built-in", "bundled", "hub"]
 
