@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 from indexing.channel import WRITERS, ChannelWriter, open_writer
@@ -105,43 +106,95 @@ def _ingest(
     skipped: Counter[str],
     on_progress: Callable[[int], None] | None,
 ) -> int:
+    """Check, route and write every document, a batch of :data:`_BATCH` at a time; returns the count.
+
+    Each batch is checked document by document (id, text, duplicates: the build stops at the first bad
+    one, naming it), then handed whole to each writer (``add_many`` where the writer has one, else
+    ``add`` per document) and to the docstore.
+    """
     seen: dict[str, str] = {}
-    pending: list[Document] = []
+    adders = [(name, _batch_adder(writer)) for name, writer in writers.items()]
+    skip_duplicates = config.on_error == "skip"
     count = 0
-    for position, doc in enumerate(documents, start=1):
-        where = doc.origin or f"document #{position}"
-        if not isinstance(doc.id, str) or not doc.id or doc.id.isspace():
-            raise CorpusError(where, f"invalid document id {doc.id!r}", "Give every document a non-empty id.")
-        if not doc.text or doc.text.isspace():  # isspace: no copy of the text
-            raise CorpusError(where, f"document {doc.id!r} has empty text", "Remove it or give it text.")
-        if doc.id in seen:
-            if config.on_error == "skip":
-                skipped["duplicate_id"] += 1
-                log.warning("%s: duplicate id %r skipped (first seen at %s)", where, doc.id, seen[doc.id])
+    position = 0
+    iterator = iter(documents)
+    while batch := list(islice(iterator, _BATCH)):
+        accepted: list[Document] = []
+        for doc in batch:
+            position += 1
+            docid = doc.id
+            text = doc.text
+            if (
+                type(docid) is str
+                and docid
+                and not docid.isspace()
+                and type(text) is str
+                and text
+                and not text.isspace()  # isspace: no copy of the text
+                and docid not in seen
+            ):
+                seen[docid] = doc.origin or f"document #{position}"
+            elif not _accept_or_raise(doc, position, seen, skip_duplicates, skipped):
                 continue
-            raise CorpusError(
-                where,
-                f"duplicate document id {doc.id!r} (first seen at {seen[doc.id]})",
-                "Ids must be unique across the corpus: fix the id, or pass --on-error skip to keep the first.",
-                reason="duplicate_id",
-            )
-        seen[doc.id] = where
-        doc = _with_language(doc, config)
-        for name, writer in writers.items():
+            accepted.append(doc if doc.lang else _with_language(doc, config))
+        if not accepted:
+            continue
+        for name, add_many in adders:
             start = time.perf_counter()
-            writer.add(doc)
+            add_many(accepted)
             seconds[name] += time.perf_counter() - start
-        pending.append(doc)
-        count += 1
-        if len(pending) >= _BATCH:
-            store.add_many(pending)
-            pending.clear()
-            if on_progress:
-                on_progress(count)
-    store.add_many(pending)
-    if on_progress:
-        on_progress(count)
+        store.add_many(accepted)
+        count += len(accepted)
+        if on_progress:
+            on_progress(count)
     return count
+
+
+def _accept_or_raise(
+    doc: Document, position: int, seen: dict[str, str], skip_duplicates: bool, skipped: Counter[str]
+) -> bool:
+    """The slow path of :func:`_ingest`'s checks: raise for a bad id or text; skip or raise for a duplicate.
+
+    Returns True (and records the id in ``seen``) for a document that passes after all.
+    """
+    where = doc.origin or f"document #{position}"
+    if not isinstance(doc.id, str) or not doc.id or doc.id.isspace():
+        raise CorpusError(where, f"invalid document id {doc.id!r}", "Give every document a non-empty id.")
+    if not isinstance(doc.text, str):
+        raise CorpusError(
+            where,
+            f"the text of document {doc.id!r} is a {type(doc.text).__name__}, not a str",
+            "Give every document its text as a string.",
+        )
+    if not doc.text or doc.text.isspace():
+        raise CorpusError(where, f"document {doc.id!r} has empty text", "Remove it or give it text.")
+    if doc.id in seen:
+        if skip_duplicates:
+            skipped["duplicate_id"] += 1
+            log.warning("%s: duplicate id %r skipped (first seen at %s)", where, doc.id, seen[doc.id])
+            return False
+        raise CorpusError(
+            where,
+            f"duplicate document id {doc.id!r} (first seen at {seen[doc.id]})",
+            "Ids must be unique across the corpus: fix the id, or pass --on-error skip to keep the first.",
+            reason="duplicate_id",
+        )
+    seen[doc.id] = where  # a str subclass id or text: valid, only not on the fast path
+    return True
+
+
+def _batch_adder(writer: ChannelWriter) -> Callable[[list[Document]], None]:
+    """``writer.add_many`` if the writer takes whole batches, else a loop over ``writer.add``."""
+    add_many = getattr(writer, "add_many", None)
+    if callable(add_many):
+        return add_many
+    add = writer.add
+
+    def add_each(docs: list[Document]) -> None:
+        for doc in docs:
+            add(doc)
+
+    return add_each
 
 
 def _with_language(doc: Document, config: IndexConfig) -> Document:

@@ -46,7 +46,11 @@ class DocStore:
         return cls(Path(directory) / DOCSTORE_NAME, create=create)
 
     def add_many(self, docs: Iterable[Document]) -> None:
-        rows = ((d.id, d.lang, d.title, d.text, _metadata_json(d.metadata), d.origin) for d in docs)
+        """Insert new documents in one transaction (an id already stored raises ``sqlite3.IntegrityError``)."""
+        rows = [
+            (d.id, d.lang, d.title, d.text, _dumps(d.metadata) if d.metadata else "{}", d.origin)
+            for d in docs
+        ]
         with self._db:
             self._db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)", rows)
 
@@ -115,8 +119,7 @@ class DocStore:
         self._db.close()
 
 
-def _metadata_json(metadata: dict) -> str:
-    return json.dumps(metadata, ensure_ascii=False) if metadata else "{}"
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _document(row: tuple) -> Document:

@@ -168,19 +168,26 @@ def test_empty_query_and_bad_k_are_refused(mixed) -> None:
         searcher.search("Super Bowl", k=0)
 
 
-def test_language_without_analyzer_falls_back_with_warning(tmp_path, caplog) -> None:
+def test_languages_without_analyzer_fall_back_with_one_summary_warning(tmp_path, caplog) -> None:
     from retrieval.bm25 import BM25Searcher
 
-    analyzers._warned.discard("ast")
+    analyzers._warned.difference_update({"ast", "kab", None})
     docs = [
         Document(id="ast-1", text="La tertulia sacando la llingua asturiana a la cai.", lang="ast"),
         Document(id="ast-2", text="Nun hai muncha xente na plaza güei.", lang="ast"),
+        Document(id="kab-1", text="Azul fell-awen, amek tettilim?", lang="kab"),
+        Document(id="und-1", text="Zebras everywhere.", lang=None),
+        Document(id="en-1", text="An English sentence about zebras.", lang="en"),
     ]
-    with caplog.at_level(logging.WARNING, logger="indexing.analyzers"):
+    with caplog.at_level(logging.WARNING):
         details = build(tmp_path, docs)
     assert details["subindexes"]["ast"] == {"path": "ast", "analyzer": "neutral", "documents": 2}
+    assert details["subindexes"]["kab"]["analyzer"] == "neutral"
+    assert details["subindexes"]["en"]["analyzer"] == "en"
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("'ast'" in m and "language-neutral" in m for m in messages)
+    neutral = [m for m in messages if "language-neutral" in m]
+    assert len(neutral) == 1, messages  # one summary, not one warning per language
+    assert "2 language(s)" in neutral[0] and "(ast, kab)" in neutral[0] and "unknown language" in neutral[0]
     searcher = BM25Searcher(tmp_path, details)
     try:
         assert searcher.search("TERTULIA", k=2).docids == ["ast-1"]  # lowercased, unstemmed words
