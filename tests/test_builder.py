@@ -130,3 +130,42 @@ def test_unknown_channel_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown channel"):
         build_index(_docs(2), tmp_path / "idx", IndexConfig(channels=("bm25", "telepathy")))
     assert not (tmp_path / "idx").exists()
+
+
+def test_batches_keep_every_check_across_batch_boundaries(tmp_path: Path) -> None:
+    """More documents than one builder batch: a duplicate far from its first occurrence is still caught."""
+    from indexing import builder
+
+    n = builder._BATCH * 2 + 100
+    docs = [Document(id=f"d{i}", text=f"word{i % 97} common text {i}", lang="en") for i in range(n)]
+    docs.insert(n - 50, Document(id="d10", text="a late duplicate", lang="en"))
+    progress: list[int] = []
+    skipped: Counter[str] = Counter()
+    config = IndexConfig(channels=("bm25",), on_error="skip")
+    manifest = build_index(docs, tmp_path / "idx", config, skipped=skipped, on_progress=progress.append)
+    assert manifest.documents == n and manifest.skipped == {"duplicate_id": 1}
+    assert progress == sorted(progress) and progress[-1] == n and len(progress) >= 3
+    store = DocStore.in_directory(tmp_path / "idx")
+    assert len(store) == n and store.get("d10").text == "word10 common text 10"
+    store.close()
+
+    with pytest.raises(CorpusError, match=r"document #4051: duplicate document id 'd10' \(first seen at"):
+        build_index(docs[:4060], tmp_path / "stop", IndexConfig(channels=("bm25",)))
+    assert not (tmp_path / "stop").exists()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (Document(id="  ", text="text", lang="en"), "document #3: invalid document id '  '"),
+        (Document(id="x", text=" \n", lang="en"), "document #3: document 'x' has empty text"),
+        (Document(id="x", text=b"bytes", lang="en"), "the text of document 'x' is a bytes, not a str"),  # type: ignore[arg-type]
+    ],
+)
+def test_documents_from_code_are_checked_like_corpus_lines(
+    tmp_path: Path, bad: Document, message: str
+) -> None:
+    docs = [*_docs(2), bad, *_docs(1, prefix="z")]
+    with pytest.raises(CorpusError, match=message):
+        build_index(docs, tmp_path / "idx", IndexConfig(channels=("bm25",)))
+    assert not (tmp_path / "idx").exists()

@@ -333,3 +333,88 @@ def test_bitext_side_files_take_their_language_from_the_name(tmp_path: Path) -> 
     )
     docs = list(open_corpus(tmp_path))
     assert [(d.id, d.lang) for d in docs] == [("d1", "de"), ("eng-fra-0000", "en")]
+
+
+#: Lines near the reader's fast path (a record of just id, text and lang, all non-empty strings): each must
+#: read exactly as the general parser reads it, document or error.
+EDGE_LINES: list[str | bytes] = [
+    '{"id": "a", "text": "plain"}',
+    '{"id": "a", "text": "with lang", "lang": "deu"}',
+    '{"id": "a", "text": "lang tag", "lang": "zh-Hans"}',
+    '{"id": "a", "text": "empty lang", "lang": ""}',
+    '{"id": "a", "text": "null lang", "lang": null}',
+    '{"id": "a", "text": "zero lang", "lang": 0}',
+    '{"id": "a", "text": "false lang", "lang": false}',
+    '{"id": "a", "text": "list lang", "lang": ["de"]}',
+    '{"id": "a", "text": "bad lang", "lang": "not a language"}',
+    '{"id": "a", "text": "title", "title": "T"}',
+    '{"id": "a", "text": "metadata", "url": "http://x"}',
+    '{"id": "a", "text": "id and _id", "_id": "b"}',
+    '{"id": "", "text": "empty id"}',
+    '{"id": 7, "text": "int id"}',
+    '{"id": "a", "text": "   "}',
+    '{"id": "a", "text": ""}',
+    '{"id": "a", "text": 5}',
+    '{"id": "a", "contents": "contents field"}',
+    '{"id": "a", "text": "astral 😀 and \\u00e9scaped"}',
+    '  {"id": "a", "text": "leading spaces"}  ',
+    '{"id": "a", "text": "trailing data"} x',
+    '{"id": "a", "text": "two objects"}{"id": "b", "text": "c"}',
+    '["id", "text"]',
+    '{"id": "a", "text": "control \u0001 char"}',
+    b'\xef\xbb\xbf{"id": "a", "text": "after a BOM"}',
+    b'{"id": "a", "text": "latin-1 \xe9"}',
+    b'{"id": "a", "text": "encoded surrogate \xed\xa0\x80"}',
+]
+
+
+def _outcome(make):  # noqa: ANN001, ANN202
+    try:
+        doc = make()
+    except CorpusError as err:
+        return ("error", err.reason, str(err))
+    return ("doc", doc, doc.metadata, doc.origin)
+
+
+@pytest.mark.parametrize("lang", [None, "fr"])
+@pytest.mark.parametrize("line", EDGE_LINES)
+def test_fast_path_reads_every_line_as_the_general_parser(tmp_path: Path, line: str | bytes, lang) -> None:
+    from indexing.readers import _parse_line
+
+    path = write_lines(tmp_path / "c.jsonl", [line])
+    raw = path.read_bytes()
+    expected = _outcome(lambda: _parse_line(raw, f"{path}:1", lang))
+    assert _outcome(lambda: next(read_jsonl(path, lang=lang))) == expected
+
+
+def test_make_document_is_the_dataclass_document(tmp_path: Path) -> None:
+    import dataclasses
+
+    from indexing.documents import make_document
+
+    fast = make_document("d1", "text", "de", "Title", {"k": 1}, "f.jsonl:3")
+    slow = Document(id="d1", text="text", lang="de", title="Title", metadata={"k": 1}, origin="f.jsonl:3")
+    assert fast == slow and hash(fast) == hash(slow)
+    assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.id = "other"  # type: ignore[misc]
+
+
+def test_fast_path_counts_and_mixes_with_skipped_lines(tmp_path: Path) -> None:
+    lines: list[str | bytes] = [
+        '{"id": "a", "text": "one", "lang": "de"}',
+        '{"id": "b", "text": "two", "lang": "klingon-xx"}',
+        "",
+        '{"id": "c", "text": "three", "lang": "de", "title": "T"}',
+        b'{"id": "d", "text": "\xff"}',
+        '{"id": "e", "text": "five", "lang": "deu"}',
+    ]
+    path = write_lines(tmp_path / "c.jsonl", lines)
+    report = ReadReport()
+    docs = list(read_jsonl(path, on_error="skip", report=report))
+    assert [(d.id, d.lang, d.title, d.origin) for d in docs] == [
+        ("a", "de", None, f"{path}:1"),
+        ("c", "de", "T", f"{path}:4"),
+        ("e", "de", None, f"{path}:6"),
+    ]
+    assert report.read == 3 and dict(report.skipped) == {"bad_lang": 1, "invalid_utf8": 1}
