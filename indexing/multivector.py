@@ -145,6 +145,8 @@ class ResidualCodec:
         self._lut = np.ascontiguousarray(
             self.weights[dims, buckets[None]], dtype=np.float32
         )  # (B, 256, per_byte)
+        self._flat_lut = self._lut.reshape(-1, per_byte)
+        self._lut_offsets = np.arange(self.bytes_per_token, dtype=np.intp) * 256
 
     @classmethod
     def train(
@@ -181,10 +183,14 @@ class ResidualCodec:
     def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """Unit-length float32 vectors from centroid ids and packed residual codes."""
         packed = np.asarray(packed, dtype=np.uint8)
-        columns = np.arange(self.bytes_per_token)
-        vectors = self._lut[columns, packed].reshape(len(packed), self.dim)
+        # One flat gather (byte j's value v is row j*256+v of the table): ~4x faster than indexing the
+        # 3-d table with two index arrays, which numpy does through its general fancy-indexing path.
+        rows = packed.astype(np.intp) + self._lut_offsets
+        vectors = np.take(self._flat_lut, rows, axis=0).reshape(len(packed), self.dim)
         vectors += self.centroids[np.asarray(codes, dtype=np.int64)]
-        return _unit(vectors)
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        vectors /= np.maximum(norms, 1e-12)[:, None]
+        return vectors
 
     def save(self, directory: Path) -> None:
         np.save(directory / CENTROIDS_FILE, self.centroids)
