@@ -23,7 +23,14 @@ from typing import Any
 
 from indexing.analyzers import analyzer_for
 from indexing.bm25 import BATCH_SIZE as BM25_BATCH
-from indexing.bm25 import _SubIndex, bm25_params, count_documents, document_contents, subindex_name
+from indexing.bm25 import (
+    _SubIndex,
+    bm25_params,
+    count_documents,
+    document_contents,
+    lucene_json,
+    subindex_name,
+)
 from indexing.documents import Document
 from indexing.java import ensure_jvm
 
@@ -135,9 +142,6 @@ class TranslatedWriter:
         self.k1, self.b = bm25_params(config)
         threads = int(config.get("threads") or os.cpu_count() or 1)
         ensure_jvm()
-        from pyserini.index.lucene._indexer import JsonCollectionDocument
-
-        self._make_doc = JsonCollectionDocument.fromFields
         path = self.directory / subindex_name(self.target)
         if path.exists() and any(path.iterdir()):
             raise RuntimeError(f"translate index {path} already exists; build into an empty directory")
@@ -170,11 +174,11 @@ class TranslatedWriter:
     def _index(self, docs: list[Document], flush: bool = False) -> None:
         sub = self._sub
         for doc in docs:
-            sub.buffer.append(self._make_doc(doc.id, document_contents(sub.analyzer, doc)))
+            sub.buffer.append(lucene_json(doc.id, document_contents(sub.analyzer, doc)))
         if not sub.buffer or (len(sub.buffer) < BM25_BATCH and not flush):
             return
         sent = len(sub.buffer)
-        sub.accepted += sub.indexer.object.addJsonDocuments(sub.buffer)
+        sub.accepted += sub.indexer.object.addRawDocuments(sub.buffer)
         sub.added += sent
         sub.buffer = []
         if sub.accepted != sub.added:
