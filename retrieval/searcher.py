@@ -10,13 +10,16 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexing.docstore import DocStore
 from indexing.documents import Document
 from indexing.manifest import Manifest
 from retrieval.channel import ChannelSearcher, open_searcher
 from retrieval.ranking import ChannelScore, Ranking
+
+if TYPE_CHECKING:
+    from retrieval.rerank import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,24 @@ class SearchResult:
 
 
 class Searcher:
-    """Search one xlir index. ``Searcher(path).search("query", k=10)``."""
+    """Search one xlir index. ``Searcher(path).search("query", k=10)``.
 
-    def __init__(self, index_dir: Path | str, channels: Sequence[str] | None = None) -> None:
+    ``reranker``: a :class:`retrieval.rerank.Reranker`, or a name for :func:`retrieval.rerank.reranker_for`
+    (``"default"`` = the shipped one), loaded on first use; ``None`` = no reranking stage (the default).
+    ``search(..., rerank=True)`` then reranks the fused top ``rerank_k``.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path | str,
+        channels: Sequence[str] | None = None,
+        *,
+        reranker: Reranker | str | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self._wanted = list(channels) if channels else None
+        self._reranker_spec = reranker
+        self._reranker: Reranker | None = None if isinstance(reranker, str | None) else reranker
         self._open()
 
     def _open(self) -> None:
@@ -208,17 +224,38 @@ class Searcher:
         fusion: str = "rrf",
         rrf_k: int = 60,
         weights: Mapping[str, float] | None = None,
+        rerank: bool = False,
+        rerank_k: int = 100,
+        rerank_budget_s: float | None = None,
     ) -> SearchResult:
         """Search and return hits with their documents, and the detected query language.
 
         ``offset`` skips the first hits (pagination): hits ``offset + 1 .. offset + k`` are returned,
         ranked by their position in the whole list. Fusion options as in :meth:`ranking`.
+        ``rerank``: rerank the fused top ``rerank_k`` (at least ``k + offset``) with this searcher's
+        reranker within ``rerank_budget_s`` seconds (None = no limit); see :meth:`rerank_ranking`.
         """
         if offset < 0:
             raise QueryError(f"offset must be 0 or more (got {offset}).")
-        ranking = self.ranking(
-            query, k + offset, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
-        )
+        if rerank:
+            ranking = self.rerank_ranking(
+                query,
+                self.ranking(
+                    query,
+                    max(k + offset, rerank_k),
+                    langs,
+                    channels,
+                    fusion=fusion,
+                    rrf_k=rrf_k,
+                    weights=weights,
+                ),
+                rerank_k=rerank_k,
+                budget_s=rerank_budget_s,
+            ).top(k + offset)
+        else:
+            ranking = self.ranking(
+                query, k + offset, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
+            )
         page = ranking.hits[offset:]
         docs = self.docstore.get_many(hit.docid for hit in page)
         hits = [
@@ -227,6 +264,60 @@ class Searcher:
         ]
         return SearchResult(
             query=query, query_lang=_query_language(query), channels=self._check_channels(channels), hits=hits
+        )
+
+    @property
+    def reranker(self) -> Reranker:
+        """The reranker (loaded on first use; the shipped default when none was named)."""
+        if self._reranker is None:
+            from retrieval.rerank import reranker_for
+
+            self._reranker = reranker_for(
+                self._reranker_spec if isinstance(self._reranker_spec, str) else None
+            )
+        return self._reranker
+
+    def rerank_ranking(
+        self,
+        query: str,
+        ranking: Ranking,
+        *,
+        rerank_k: int = 100,
+        budget_s: float | None = None,
+        batch_size: int = 16,
+    ) -> Ranking:
+        """Rerank the top ``rerank_k`` of ``ranking`` with document texts from this index's store.
+
+        The query's language (detected) and each document's language go to the reranker (they select
+        language adapters where it has them). Past the time budget, unscored hits keep the first-stage
+        order (see :func:`retrieval.rerank.rerank`).
+        """
+        from retrieval.rerank import RerankerError, rerank
+
+        if rerank_k < 1:
+            raise QueryError(f"rerank_k must be 1 or more (got {rerank_k}).")
+        if budget_s is not None and budget_s < 0:
+            raise QueryError(f"the rerank time budget must be 0 seconds or more (got {budget_s}).")
+
+        def lookup(docids: Sequence[str]) -> list[tuple[str, str | None]]:
+            docs = self.docstore.get_many(docids)
+            missing = [d for d in docids if d not in docs]
+            if missing:
+                raise RerankerError(
+                    f"document(s) {missing[:5]} are missing from the document store of {self.index_dir}; "
+                    "rebuild the index or search with --no-rerank"
+                )
+            return [(_doc_text(docs[d]), docs[d].lang) for d in docids]
+
+        return rerank(
+            ranking,
+            query,
+            self.reranker,
+            lookup,
+            k=rerank_k,
+            batch_size=batch_size,
+            budget_s=budget_s,
+            query_lang=_query_language(query),
         )
 
     def close(self) -> None:
@@ -337,6 +428,11 @@ def _hit(rank: int, docid: str, score: float, sources: Any, doc: Document | None
         metadata=doc.metadata if doc else {},
         sources=dict(sources),
     )
+
+
+def _doc_text(doc: Document) -> str:
+    """What a reranker reads of a document: its title (if any) and text."""
+    return f"{doc.title}. {doc.text}" if doc.title else doc.text
 
 
 def _query_language(query: str, min_confidence: float = 0.3) -> str | None:

@@ -1,0 +1,375 @@
+"""``xlir train reranker``: train the ranking adapter of a cross-encoder reranker, English only.
+
+The recipe (sized for a 2-core CPU; a GPU is used when present): multilingual-e5-small stays frozen; a
+bottleneck ranking adapter (``seq_bn``, reduction 16) and a one-logit head on the first token are trained
+on (query, passage) pairs from the English training sets under ``shared/data/train`` (MS MARCO dev.small
+pairs and the SQuAD train part), with a listwise loss: each query's positive against ``negatives`` hard
+negatives in one softmax. Then it is used zero-shot in every language the backbone knows.
+
+* data: :func:`indexing.colbert_train.load_train_set` / ``subsample`` (the same seeded subsets as the
+  ColBERT head); negatives are mined with xlir's own dense first stage, multilingual-e5-small
+  mean-pooled states (the token states cached by :func:`indexing.colbert_train.cached_states`), over each
+  set's corpus, the positive excluded;
+* validation: held-out English queries of both sets; the reranker reorders the dense top ``valid_depth``
+  and MRR@10 is compared with the dense order itself (and with interpolations of the two scores);
+* checkpoint averaging: the trainable weights are snapshotted ``checkpoints`` times across the run and the
+  snapshots from ``average_from`` of the run on are averaged (a uniform weight average, as in SWA /
+  model soups); both the last and the averaged weights are validated and saved (``<out>`` = averaged,
+  ``<out>/last`` = last);
+* ``max_minutes`` caps the training loop: the step time is measured and the schedule shortened to fit;
+* ``reranker.json`` records the command, data, seed, settings, timings and every validation score.
+
+The Korean MS MARCO copy and XQuAD are never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.colbert_train import TRAIN_SETS, cached_states, default_train_dir, load_train_set, subsample
+from retrieval.rerank import (
+    E5_PROMPTS,
+    RANK_ADAPTER,
+    RERANKER_CONFIG,
+    AdapterReranker,
+    load_backbone,
+    logits,
+    new_rank_adapter,
+    tokenize_pairs,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RerankTrainSettings:
+    """Everything one reranker training run depends on (recorded in ``reranker.json``)."""
+
+    data_dir: str = ""
+    out_dir: str = "reranker"
+    model: str = "multilingual-e5-small"
+    reduction: int = 16
+    #: training queries per set (the ColBERT head's seeded subsets; 0 = all)
+    max_queries: int = 1000
+    holdout: float = 0.08
+    #: validation queries per set (of the held-out ones) and the dense depth they rerank
+    valid_queries: int = 60
+    valid_depth: int = 20
+    negatives: int = 3
+    mine_depth: int = 30
+    groups_per_step: int = 4
+    epochs: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    max_length: int = 192
+    #: the max length recorded for inference (paragraphs longer than training ones are read whole)
+    infer_max_length: int = 256
+    checkpoints: int = 8
+    average_from: float = 0.5
+    max_minutes: float = 40.0
+    seed: int = 13
+    device: str = "auto"
+    sets: tuple[str, ...] = field(default_factory=lambda: TRAIN_SETS)
+
+
+@dataclass
+class Split:
+    """One set's texts, training groups (query, positive, mined negatives) and validation candidates."""
+
+    name: str
+    train: list[tuple[str, str, list[str]]]
+    #: (query, dense candidates best first, their dense scores, index of the positive or -1)
+    valid: list[tuple[str, list[str], list[float], int]]
+    corpus_size: int
+
+
+def _pooled(states: Sequence[np.ndarray]) -> np.ndarray:
+    m = np.stack([s.astype(np.float32).mean(axis=0) if len(s) else np.zeros(s.shape[1]) for s in states])
+    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+
+def prepare_set(name: str, data_dir: Path, settings: RerankTrainSettings, encoder: Any) -> Split:
+    """Load one training set, split off held-out queries (seeded), mine dense negatives and candidates."""
+    data = load_train_set(data_dir, name)
+    if settings.max_queries:
+        data = subsample(data, settings.max_queries, settings.holdout, settings.seed)
+    q_states = cached_states(encoder, list(data.queries.values()), True, f"{name}-q")
+    d_states = cached_states(encoder, list(data.passages.values()), False, f"{name}-d")
+    qvec, dvec = _pooled(q_states), _pooled(d_states)
+    qpos = {q: i for i, q in enumerate(data.queries)}
+    pids = list(data.passages)
+    index = {p: i for i, p in enumerate(pids)}
+    qids = [q for q in data.queries if q in data.positives]
+    random.Random(settings.seed).shuffle(qids)
+    n_valid = max(1, int(round(len(qids) * settings.holdout)))
+    valid_ids, train_ids = qids[:n_valid][: settings.valid_queries], qids[n_valid:]
+    depth = max(settings.mine_depth, settings.valid_depth) + 1
+    train, valid = [], []
+    for qid in train_ids + valid_ids:
+        sims = dvec @ qvec[qpos[qid]]
+        top = np.argsort(-sims)[:depth]
+        pos = index[data.positives[qid]]
+        if qid in set(valid_ids):
+            cand = [int(d) for d in top[: settings.valid_depth]]
+            valid.append(
+                (
+                    data.queries[qid],
+                    [data.passages[pids[d]] for d in cand],
+                    [float(sims[d]) for d in cand],
+                    cand.index(pos) if pos in cand else -1,
+                )
+            )
+        else:
+            negs = [data.passages[pids[int(d)]] for d in top if int(d) != pos][: settings.mine_depth]
+            train.append((data.queries[qid], data.passages[pids[pos]], negs))
+    return Split(name, train, valid, len(pids))
+
+
+def _mrr(order_scores: Sequence[np.ndarray], gold: Sequence[int]) -> float:
+    total = 0.0
+    for scores, g in zip(order_scores, gold, strict=True):
+        if g < 0:
+            continue
+        rank = int((scores > scores[g]).sum()) + 1
+        total += 1.0 / rank if rank <= 10 else 0.0
+    return total / max(1, len(gold))
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() if x.std() > 1e-12 else 1.0)
+
+
+def validate(reranker: AdapterReranker, splits: Sequence[Split]) -> dict[str, Any]:
+    """MRR@10 on held-out queries: dense order, reranked, and interpolations (weight of the dense score)."""
+    result: dict[str, Any] = {}
+    weights = (0.0, 0.1, 0.2, 0.3, 0.5)
+    per_weight: dict[float, list[float]] = {w: [] for w in weights}
+    dense_all = []
+    for s in splits:
+        gold = [g for *_, g in s.valid]
+        dense = [np.asarray(sc) for _, _, sc, _ in s.valid]
+        rer = [reranker.score(q, cands) for q, cands, _, _ in s.valid]
+        entry = {"dense": round(_mrr(dense, gold), 4)}
+        for w in weights:
+            mixed = [(1 - w) * _z(r.astype(np.float64)) + w * _z(d) for r, d in zip(rer, dense, strict=True)]
+            value = _mrr(mixed, gold)
+            per_weight[w].append(value)
+            entry["rerank" if w == 0 else f"interp{w}"] = round(value, 4)
+        dense_all.append(entry["dense"])
+        result[s.name] = entry
+    result["mean"] = {"dense": round(float(np.mean(dense_all)), 4)} | {
+        ("rerank" if w == 0 else f"interp{w}"): round(float(np.mean(v)), 4) for w, v in per_weight.items()
+    }
+    return result
+
+
+def _trainable(model: Any) -> dict[str, Any]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_trainable(model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, v in state.items():
+            params[n].copy_(v)
+
+
+def save_reranker(model: Any, directory: Path, info: dict[str, Any]) -> Path:
+    """Write the ranking adapter + head (safetensors) and ``reranker.json`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_adapter(str(directory), RANK_ADAPTER, with_head=True, use_safetensors=True)
+    (directory / RERANKER_CONFIG).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return directory
+
+
+def train_reranker(settings: RerankTrainSettings, command: str | None = None) -> dict[str, Any]:
+    """Mine, train (time-capped), average checkpoints, validate last and averaged, save both."""
+    import torch
+
+    from indexing.token_encoders import HFTokenEncoder
+
+    if settings.negatives < 1 or settings.groups_per_step < 1 or settings.max_minutes <= 0:
+        raise ValueError("negatives and groups_per_step must be >= 1 and max_minutes > 0")
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    data_dir = Path(settings.data_dir) if settings.data_dir else default_train_dir()
+    # the same encoder settings as ``xlir train colbert``, so the cached token states are shared
+    encoder = HFTokenEncoder(settings.model, query_max_length=64, doc_max_length=256, device=settings.device)
+    device = encoder.device
+    if device == "cpu":
+        torch.set_num_threads(2)
+    splits = [prepare_set(name, data_dir, settings, encoder) for name in settings.sets]
+    mine_seconds = time.perf_counter() - started
+    tokenizer, model, _ = load_backbone(settings.model, device)
+    new_rank_adapter(model, settings.reduction)
+    model.to(device)
+    prompts = dict(encoder.prompts or E5_PROMPTS)
+    groups = [g for s in splits for g in s.train]
+    planned = settings.epochs * ((len(groups) + settings.groups_per_step - 1) // settings.groups_per_step)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    total = {"steps": planned}
+
+    def schedule(step: int) -> float:
+        warm = max(1, int(total["steps"] * settings.warmup))
+        return min(1.0, (step + 1) / warm) * max(0.0, 1 - step / max(1, total["steps"]))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
+    budget = settings.max_minutes * 60.0
+    train_started = time.perf_counter()
+    snapshots: list[tuple[int, dict[str, Any]]] = []
+    losses: list[float] = []
+    curve: list[dict[str, Any]] = []
+    step = 0
+    model.train()
+    order = []
+    for _ in range(settings.epochs):
+        shuffled = groups[:]
+        rng.shuffle(shuffled)
+        order.extend(shuffled)
+    labels = torch.zeros(settings.groups_per_step, dtype=torch.long, device=device)
+    while step < total["steps"]:
+        batch = order[step * settings.groups_per_step : (step + 1) * settings.groups_per_step]
+        queries, texts = [], []
+        for query, pos, negs in batch:
+            chosen = rng.sample(negs, min(settings.negatives, len(negs)))
+            while len(chosen) < settings.negatives:  # a tiny corpus: repeat negatives
+                chosen.append(rng.choice(negs) if negs else pos)
+            queries.extend([query] * (1 + settings.negatives))
+            texts.extend([pos, *chosen])
+        enc = tokenize_pairs(tokenizer, queries, texts, prompts, settings.max_length).to(device)
+        scores = logits(model, enc).float().view(len(batch), 1 + settings.negatives)
+        loss = torch.nn.functional.cross_entropy(scores, labels[: len(batch)])
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        elapsed = time.perf_counter() - train_started
+        if step == 10:  # fit the schedule into the time budget
+            fit = int(budget / (elapsed / step))
+            if fit < total["steps"]:
+                log.info("max_minutes %.1f: %d of %d planned steps fit", settings.max_minutes, fit, planned)
+                total["steps"] = max(step + 1, fit)
+        every = max(1, total["steps"] // settings.checkpoints)
+        if step % every == 0 or step == total["steps"]:
+            snapshots.append((step, _trainable(model)))
+            entry = {
+                "step": step,
+                "loss": round(float(np.mean(losses[-every:])), 4),
+                "seconds": round(elapsed),
+            }
+            curve.append(entry)
+            log.info("step %d/%d %s", step, total["steps"], entry)
+        if elapsed > budget * 1.05:
+            log.info("time budget reached at step %d", step)
+            break
+    train_seconds = time.perf_counter() - train_started
+    model.eval()
+    last_state = _trainable(model)
+    first_kept = settings.average_from * step
+    kept = [s for at, s in snapshots if at >= first_kept] or [last_state]
+    averaged = {n: torch.stack([s[n] for s in kept]).mean(dim=0) for n in last_state}
+    reranker = AdapterReranker.from_model(
+        model, tokenizer, prompts=prompts, max_length=settings.infer_max_length, batch_size=32
+    )
+    valid_last = validate(reranker, splits)
+    log.info("last checkpoint: %s", valid_last["mean"])
+    _load_trainable(model, averaged)
+    valid_avg = validate(reranker, splits)
+    log.info("averaged (%d checkpoints): %s", len(kept), valid_avg["mean"])
+    out = Path(settings.out_dir)
+    info = {
+        "name": out.name,
+        "kind": "adapter",
+        "backbone": settings.model,
+        "adapter": {
+            "config": "seq_bn",
+            "reduction_factor": settings.reduction,
+            "head": "1 logit, first token",
+        },
+        "prompts": prompts,
+        "max_length": settings.infer_max_length,
+        "train_max_length": settings.max_length,
+        "loss": f"listwise softmax cross-entropy, 1 positive + {settings.negatives} dense-mined negatives",
+        "trained_on": {
+            s.name: {"train_queries": len(s.train), "valid_queries": len(s.valid), "passages": s.corpus_size}
+            for s in splits
+        },
+        "data_dir": str(data_dir),
+        "command": command or "xlir train reranker " + " ".join(sys.argv[1:]),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "seed": settings.seed,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "steps": step,
+        "planned_steps": planned,
+        "pairs_seen": step * settings.groups_per_step * (1 + settings.negatives),
+        "mine_seconds": round(mine_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "curve": curve,
+        "averaged_checkpoints": [at for at, _ in snapshots if at >= first_kept],
+        "valid_mrr10_last": valid_last,
+        "valid_mrr10_averaged": valid_avg,
+    }
+    save_reranker(model, out, {**info, "weights": "averaged"})
+    _load_trainable(model, last_state)
+    save_reranker(model, out / "last", {**info, "name": out.name + "-last", "weights": "last"})
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line of ``xlir train reranker`` (argparse): prints the validation scores as JSON."""
+    parser = argparse.ArgumentParser(prog="xlir train reranker", description=__doc__.split("\n\n")[0])
+    defaults = RerankTrainSettings()
+    parser.add_argument("--data-dir", default="", help="shared/data/train (default: beside the checkout)")
+    parser.add_argument("--out", default=defaults.out_dir, help="output folder of the reranker")
+    for name in (
+        "reduction",
+        "max_queries",
+        "valid_queries",
+        "valid_depth",
+        "negatives",
+        "mine_depth",
+        "groups_per_step",
+        "epochs",
+        "max_length",
+        "infer_max_length",
+        "checkpoints",
+        "seed",
+    ):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("lr", "weight_decay", "warmup", "holdout", "average_from", "max_minutes"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--device", default=defaults.device)
+    args = parser.parse_args(argv)
+    values = vars(args)
+    settings = RerankTrainSettings(data_dir=values.pop("data_dir"), out_dir=values.pop("out"), **values)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    command = "xlir train reranker " + " ".join(argv if argv is not None else sys.argv[1:])
+    info = train_reranker(settings, command)
+    print(json.dumps({k: info[k] for k in ("valid_mrr10_last", "valid_mrr10_averaged", "total_seconds")}))
+    return info
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
