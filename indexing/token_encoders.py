@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -191,7 +192,7 @@ def _load_hf(path: str, device: str, kind: str = "auto") -> tuple[Any, Any]:
 
             from indexing.models import offline_hub
 
-            with offline_hub():
+            with offline_hub(), _quiet_transformers():
                 tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
                 if kind == "xmod":
                     from transformers import XmodModel
@@ -208,6 +209,20 @@ def _load_hf(path: str, device: str, kind: str = "auto") -> tuple[Any, Any]:
             cached = _MODELS[key] = (tokenizer, model)
             log.info("loaded token encoder %s on %s", path, device)
         return cached
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hold back transformers' load-time notices (e.g. "weights of the checkpoint were not used:
+    pooler.dense.*", which is intended: the pooler is dropped on purpose); errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def clear_token_model_cache() -> None:
