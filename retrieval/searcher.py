@@ -54,6 +54,8 @@ class SearchResult:
     query_lang: str | None
     channels: list[str]
     hits: list[SearchHit] = field(default_factory=list)
+    #: "reranked" (the top rerank_k all rescored), "partial" (the time budget ran out first) or "none".
+    rerank: str = "none"
 
 
 class Searcher:
@@ -256,6 +258,8 @@ class Searcher:
             ranking = self.ranking(
                 query, k + offset, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
             )
+        from retrieval.rerank import rerank_status
+
         page = ranking.hits[offset:]
         docs = self.docstore.get_many(hit.docid for hit in page)
         hits = [
@@ -263,7 +267,11 @@ class Searcher:
             for rank, hit in enumerate(page, start=offset + 1)
         ]
         return SearchResult(
-            query=query, query_lang=_query_language(query), channels=self._check_channels(channels), hits=hits
+            query=query,
+            query_lang=_query_language(query),
+            channels=self._check_channels(channels),
+            hits=hits,
+            rerank=rerank_status(ranking),
         )
 
     @property

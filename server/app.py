@@ -38,6 +38,8 @@ from server.metrics import CONTENT_TYPE, Metrics
 from server.schemas import (
     MAX_K,
     MAX_OFFSET,
+    MAX_RERANK_BUDGET_MS,
+    MAX_RERANK_K,
     DocumentBatch,
     DocumentOut,
     ErrorResponse,
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Seconds an idle keep-alive connection is held open (longer than common client pool expiries).
 KEEP_ALIVE_S = 75.0
+#: Default time budget for reranking one query (rerank=true), in milliseconds.
+DEFAULT_RERANK_BUDGET_MS = 5000
 STATIC = Path(__file__).parent / "static"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -128,9 +132,17 @@ class SearchService:
     """What the app serves: one open :class:`retrieval.searcher.Searcher`, its lock, the updater, metrics."""
 
     def __init__(
-        self, index_dir: Path, auth: ApiKeyCheck, metrics: Metrics, search_threads: int | None = None
+        self,
+        index_dir: Path,
+        auth: ApiKeyCheck,
+        metrics: Metrics,
+        search_threads: int | None = None,
+        reranker: str | None = None,
+        rerank_budget_ms: int | None = DEFAULT_RERANK_BUDGET_MS,
     ) -> None:
         self.index_dir = index_dir
+        self.reranker = reranker
+        self.rerank_budget_ms = rerank_budget_ms
         self.auth = auth
         self.metrics = metrics
         self.lock = ReadWriteLock()
@@ -151,7 +163,7 @@ class SearchService:
             if any((self.index_dir / JOURNAL_DIR).glob("*.json")):
                 log.warning("%s has an unfinished update; replaying it before serving", self.index_dir)
                 self._updater = IndexUpdater(self.index_dir)
-            self.searcher = Searcher(self.index_dir)
+            self.searcher = Searcher(self.index_dir, reranker=self.reranker or "default")
             self.error = None
         except Exception as exc:  # the process stays up; /readyz and every search say why
             log.exception("cannot open the index %s", self.index_dir)
@@ -179,6 +191,7 @@ class SearchService:
 
     def search(self, request: SearchRequest) -> SearchResponse:
         from indexing.languages import LanguageError, normalize_language
+        from retrieval.rerank import RerankerError
         from retrieval.searcher import QueryError
 
         started = time.perf_counter()
@@ -189,6 +202,9 @@ class SearchService:
                 langs = (
                     sorted({normalize_language(code) for code in request.langs}) if request.langs else None
                 )
+                budget_ms = (
+                    self.rerank_budget_ms if request.rerank_budget_ms is None else request.rerank_budget_ms
+                )
                 result = searcher.search(
                     request.q,
                     k=request.k + 1,
@@ -198,11 +214,18 @@ class SearchService:
                     fusion=request.fusion,
                     rrf_k=request.rrf_k,
                     weights=request.weights,
+                    rerank=request.rerank,
+                    rerank_k=request.rerank_k,
+                    rerank_budget_s=None if budget_ms is None else budget_ms / 1000,
                 )
             except (QueryError, LanguageError) as exc:
                 raise ApiError(400, str(exc)) from exc
+            except RerankerError as exc:  # the server's reranker cannot be loaded: not the client's fault
+                raise ApiError(
+                    503, f"reranking is unavailable on this server: {exc}. Search with rerank=false."
+                ) from exc
         seconds = time.perf_counter() - started
-        self.metrics.observe_search(sorted(channels), seconds)
+        self.metrics.observe_search(sorted(channels) + (["rerank"] if request.rerank else []), seconds)
         terms = query_terms(request.q)
         hits = [
             SearchHit(
@@ -222,8 +245,11 @@ class SearchService:
             for hit in result.hits[: request.k]
         ]
         notices = []
-        if request.rerank:
-            notices.append("rerank: no reranker is available in this xlir yet; hits are not reranked")
+        if result.rerank == "partial":
+            notices.append(
+                f"rerank: the time budget ({budget_ms} ms) ran out before all {request.rerank_k} hits were "
+                "rescored; the rest keep their first-stage order"
+            )
         return SearchResponse(
             query=result.query,
             query_lang=result.query_lang,
@@ -234,7 +260,7 @@ class SearchService:
             langs=langs,
             hits=hits,
             has_more=len(result.hits) > request.k,
-            reranked=False,
+            reranked=result.rerank == "reranked",
             notices=notices,
             took_ms=round(seconds * 1000, 3),
         )
@@ -535,10 +561,15 @@ def create_app(
     api_key_file: Path | str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     search_threads: int | None = None,
+    reranker: str | None = None,
+    rerank_budget_ms: int | None = DEFAULT_RERANK_BUDGET_MS,
 ) -> Any:
     """The FastAPI app serving the index at ``index_dir`` (opened at startup).
 
     ``search_threads`` caps the searches that run at once (default: the CPU count); more wait their turn.
+    ``reranker``: what ``rerank=true`` uses (a name or folder for :func:`retrieval.rerank.reranker_for`;
+    default the shipped one), loaded on the first reranked search; ``rerank_budget_ms`` its default time
+    budget per query (None = no limit).
 
     Writes need an API key: ``api_key``, else the first line of ``api_key_file``, else the environment
     variable ``XLIR_API_KEY``; with none, ``POST/DELETE /documents`` answer 403.
@@ -547,7 +578,12 @@ def create_app(
     if search_threads is not None and search_threads < 1:
         raise ValueError(f"search_threads must be at least 1, got {search_threads}")
     service = SearchService(
-        Path(index_dir), ApiKeyCheck(load_api_key(api_key, api_key_file)), metrics, search_threads
+        Path(index_dir),
+        ApiKeyCheck(load_api_key(api_key, api_key_file)),
+        metrics,
+        search_threads,
+        reranker=reranker,
+        rerank_budget_ms=rerank_budget_ms,
     )
 
     @asynccontextmanager
@@ -642,6 +678,8 @@ def create_app(
             str | None, Query(description="channel:weight pairs, e.g. bm25:1,dense:0.5")
         ] = None,
         rerank: bool = False,
+        rerank_k: Annotated[int, Query(ge=1, le=MAX_RERANK_K)] = 100,
+        rerank_budget_ms: Annotated[int | None, Query(ge=0, le=MAX_RERANK_BUDGET_MS)] = None,
         explain: bool = False,
     ) -> SearchResponse:
         """Search (query parameters). See POST /search for the same as a JSON body."""
@@ -655,6 +693,8 @@ def create_app(
             rrf_k=rrf_k,
             weights=_parse_weights(weights),
             rerank=rerank,
+            rerank_k=rerank_k,
+            rerank_budget_ms=rerank_budget_ms,
             explain=explain,
         )
         return service.search(request)
@@ -746,6 +786,8 @@ def serve(
     search_threads: int | None = None,
     log_level: str = "info",
     keep_alive_s: float = KEEP_ALIVE_S,
+    reranker: str | None = None,
+    rerank_budget_ms: int | None = DEFAULT_RERANK_BUDGET_MS,
 ) -> None:
     """Serve ``index_dir`` over HTTP until interrupted (one process; see the module docstring).
 
@@ -762,6 +804,11 @@ def serve(
 
     Manifest.read(Path(index_dir))  # fail fast, with the message that says how to build one
     app = create_app(
-        index_dir, api_key_file=api_key_file, max_body_bytes=max_body_bytes, search_threads=search_threads
+        index_dir,
+        api_key_file=api_key_file,
+        max_body_bytes=max_body_bytes,
+        search_threads=search_threads,
+        reranker=reranker,
+        rerank_budget_ms=rerank_budget_ms,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=int(keep_alive_s))

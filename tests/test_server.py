@@ -155,14 +155,32 @@ def test_pagination_continues_the_ranking(client: httpx.Client) -> None:
     assert far["hits"] == [] and not far["has_more"]
 
 
-def test_explain_fusion_and_rerank(client: httpx.Client) -> None:
-    body = client.post(
-        "/search", json={"q": "Panthers", "k": 3, "explain": True, "rerank": True, "fusion": "minmax"}
-    ).json()
+def test_explain_and_fusion(client: httpx.Client) -> None:
+    body = client.post("/search", json={"q": "Panthers", "k": 3, "explain": True, "fusion": "minmax"}).json()
     assert body["hits"][0]["explain"] == {"bm25": {"rank": 1, "score": body["hits"][0]["score"]}}
-    assert body["reranked"] is False and "no reranker" in body["notices"][0]
+    assert body["reranked"] is False and body["notices"] == []
     body = client.get("/search", params={"q": "Panthers", "weights": "bm25:2", "fusion": "zscore"})
     assert body.status_code == 200
+
+
+def test_rerank_with_the_shipped_reranker_and_its_time_budget(client: httpx.Client) -> None:
+    """rerank=true rescores the first-stage top rerank_k with the real shipped reranker; budget 0 falls back."""
+    first = client.post("/search", json={"q": QUESTION, "k": 5, "explain": True}).json()
+    body = client.post(
+        "/search", json={"q": QUESTION, "k": 5, "explain": True, "rerank": True, "rerank_k": 5}
+    ).json()
+    assert body["reranked"] is True and body["notices"] == []
+    assert sorted(h["id"] for h in body["hits"]) == sorted(h["id"] for h in first["hits"])
+    ranks = [h["explain"]["rerank"]["rank"] for h in body["hits"]]
+    assert ranks == [1, 2, 3, 4, 5], "hits come in the reranker's order"
+    assert all("bm25" in h["explain"] for h in body["hits"]), "first-stage evidence is kept"
+    scores = [h["explain"]["rerank"]["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    cut = client.get(
+        "/search", params={"q": QUESTION, "k": 5, "rerank": "true", "rerank_k": 5, "rerank_budget_ms": 0}
+    ).json()
+    assert cut["reranked"] is False and "time budget (0 ms) ran out" in cut["notices"][0]
+    assert [h["id"] for h in cut["hits"]] == [h["id"] for h in first["hits"]], "first-stage order kept"
 
 
 @pytest.mark.parametrize(
@@ -184,6 +202,8 @@ def test_explain_fusion_and_rerank(client: httpx.Client) -> None:
         ({"q": "Panthers", "weights": "bm25"}, 400, "channel:number"),
         ({"q": "Panthers", "weights": "dense:1", "fusion": "minmax"}, 400, "not searched"),
         ({"q": "Panthers", "weights": "bm25:1"}, 400, "not 'rrf'"),
+        ({"q": "Panthers", "rerank": "true", "rerank_k": 0}, 422, "rerank_k"),
+        ({"q": "Panthers", "rerank": "true", "rerank_budget_ms": -5}, 422, "rerank_budget_ms"),
     ],
 )
 def test_bad_search_input_is_a_4xx_that_says_why(

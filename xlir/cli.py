@@ -327,12 +327,26 @@ def serve(
     api_key_file: Annotated[
         Path | None, typer.Option(help="File holding the API key for document writes (or set XLIR_API_KEY).")
     ] = None,
+    reranker: Annotated[
+        str | None,
+        typer.Option(help="Reranker for rerank=true: a shipped name, a trained folder or a cross-encoder."),
+    ] = None,
+    rerank_budget_ms: Annotated[
+        int, typer.Option(min=0, help="Default time budget for reranking one query (milliseconds).")
+    ] = 5000,
 ) -> None:
     """Serve INDEX_DIR over HTTP: /search, /documents, /healthz, /readyz, /metrics, and a search page at /."""
     from server.app import serve as run_server
 
     try:
-        run_server(index_dir, host=host, port=port, api_key_file=api_key_file)
+        run_server(
+            index_dir,
+            host=host,
+            port=port,
+            api_key_file=api_key_file,
+            reranker=reranker,
+            rerank_budget_ms=rerank_budget_ms,
+        )
     except USER_ERRORS as error:
         raise _fail(error) from None
 
