@@ -206,9 +206,31 @@ def _load_hf(path: str, device: str, kind: str = "auto") -> tuple[Any, Any]:
                     except TypeError:  # architectures without a pooler take no such argument
                         model = AutoModel.from_pretrained(path, local_files_only=True)
             model.to(device).eval()
-            cached = _MODELS[key] = (tokenizer, model)
+            cached = _MODELS[key] = (SerializedTokenizer(tokenizer), model)
             log.info("loaded token encoder %s on %s", path, device)
         return cached
+
+
+class SerializedTokenizer:
+    """A Hugging Face fast tokenizer shared by several encoders and threads, called one call at a time.
+
+    A fast tokenizer keeps its truncation and padding settings in the Rust object and changes them per
+    call; two threads calling it with different settings fail with ``RuntimeError: Already borrowed``.
+    The server's load test hit exactly that: the sparse and multivector channels share this process-wide
+    tokenizer, and concurrent searches broke. Tokenizing is cheap next to the model, so calls queue.
+    Everything else (ids, vocabulary lookups) passes through unchanged.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
 
 
 @contextmanager

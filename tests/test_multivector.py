@@ -341,3 +341,39 @@ def test_train_head_learns_a_synthetic_task() -> None:
     raw = report["raw_states_valid_mrr10"]["mean"]  # about 0.06: the noise dominates raw MaxSim
     assert report["best_valid_mrr10"]["mean"] >= report["pca_init_valid_mrr10"]["mean"]
     assert report["best_valid_mrr10"]["mean"] > 3 * raw
+
+
+def test_shared_tokenizer_survives_threads_with_different_truncation(tiny_bert: Path) -> None:
+    """The tokenizer _load_hf shares (sparse and multivector channels, every server thread) is serialized.
+
+    Unwrapped, a fast tokenizer called from threads with different truncation settings raises
+    "RuntimeError: Already borrowed" (the server load test's 500s).
+    """
+    import threading
+
+    from indexing.token_encoders import SerializedTokenizer, _load_hf
+
+    tokenizer, _ = _load_hf(str(tiny_bert), "cpu")
+    assert isinstance(tokenizer, SerializedTokenizer)
+    texts = [" ".join(_texts(30, seed=3))] * 8
+    errors: list[str] = []
+
+    def work(truncate: bool) -> None:
+        try:
+            for _ in range(150):
+                if truncate:
+                    ids = tokenizer(texts, truncation=True, max_length=12)["input_ids"]
+                    assert all(len(row) == 12 for row in ids)
+                else:
+                    ids = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+                    assert all(len(row) > 12 for row in ids)
+        except Exception as exc:  # collected: an exception in a thread would not fail the test
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert tokenizer.pad_token_id is not None, "attributes pass through"
