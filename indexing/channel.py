@@ -66,6 +66,7 @@ UPDATERS: dict[str, str] = {
     "dense": "indexing.dense:DenseUpdater",
     "sparse": "indexing.sparse:SparseUpdater",
     "translate": "indexing.translated:TranslatedUpdater",
+    "multivector": "indexing.multivector:MultiVectorUpdater",
 }
 
 

@@ -358,3 +358,135 @@ def _inverted_lists(codes: np.ndarray, offsets: np.ndarray, k: int) -> tuple[np.
     ivf_offsets = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(np.bincount(cells, minlength=k), out=ivf_offsets[1:])
     return docs.astype(np.int32), ivf_offsets
+
+
+class MultiVectorUpdater:
+    """Incremental updates of a built multivector channel (the ``ChannelUpdater`` protocol).
+
+    New documents are encoded with the recorded encoder and compressed with the channel's existing codec
+    (centroids and residual buckets stay as trained at build time, as in PLAID's index updates); deleted
+    documents' tokens are dropped. ``close`` rewrites codes, residuals, offsets, the centroid -> documents
+    lists, ids and languages together (:func:`indexing.filecommit.commit_files`). A document's score
+    depends only on its own tokens, so untouched documents score exactly as before; the centroids were
+    trained on the corpus as built, so after large changes a rebuild compresses new text better
+    (``reconstruction_cosine`` in the manifest is from the build).
+    """
+
+    def __init__(
+        self, directory: Path | str, details: dict[str, Any], config: dict[str, Any] | None = None
+    ) -> None:
+        from indexing.filecommit import recover
+        from indexing.pending import PendingBatch
+
+        self.directory = Path(directory)
+        recover(self.directory)
+        self.details = dict(details)
+        missing = [
+            n
+            for n in (CODES_FILE, RESIDUALS_FILE, OFFSETS_FILE, DOCIDS_FILE)
+            if not (self.directory / n).is_file()
+        ]
+        if missing:
+            raise FileNotFoundError(
+                f"the multivector channel at {self.directory} is incomplete (missing {', '.join(missing)}): "
+                "rebuild the index."
+            )
+        self.codec = ResidualCodec.load(self.directory, int(self.details.get("nbits", 2)))
+        self._codes = np.load(self.directory / CODES_FILE)
+        self._residuals = np.load(self.directory / RESIDUALS_FILE)
+        self._offsets = np.load(self.directory / OFFSETS_FILE)
+        docids: list[str] = json.loads((self.directory / DOCIDS_FILE).read_text("utf-8"))
+        self._langs = np.load(self.directory / LANGS_FILE)
+        table: list[str] = json.loads((self.directory / LANGUAGES_FILE).read_text("utf-8"))
+        if not (len(docids) == len(self._langs) == len(self._offsets) - 1):
+            raise ValueError(
+                f"the multivector channel at {self.directory} is inconsistent: rebuild the index."
+            )
+        self._lang_codes = {lang: code for code, lang in enumerate(table)}
+        self._batch: PendingBatch[tuple[int, np.ndarray, np.ndarray]] = PendingBatch(docids)
+        self._encoder: TokenEncoder | None = None
+        self._closed = False
+
+    def delete(self, ids: list[str]) -> None:
+        """Forget these ids (ids the channel does not hold are ignored)."""
+        self._batch.delete(ids)
+
+    def add(self, docs: list[Document]) -> None:
+        """Encode and compress ``docs`` with the recorded encoder and the built codec."""
+        if not docs:
+            return
+        self._batch.delete([doc.id for doc in docs])
+        if self._encoder is None:
+            self._encoder = open_token_encoder(self.details)
+        encoded = self._encoder.encode_documents([document_text(d) for d in docs], [d.lang for d in docs])
+        for doc, matrix in zip(docs, encoded, strict=True):
+            vectors = np.asarray(matrix, dtype=np.float16)  # as the writer keeps them before compressing
+            if len(vectors) == 0:
+                vectors = np.zeros((1, self.codec.dim), dtype=np.float16)
+            codes, packed = self.codec.compress(vectors)
+            self._batch.add(doc.id, (self._lang_code(doc.lang), codes, packed))
+
+    def close(self) -> dict[str, Any]:
+        """Write the channel without the deleted documents and with the new ones; return the new details."""
+        from indexing.filecommit import commit_files
+
+        self._closed = True
+        batch = self._batch
+        if batch.changed:
+            lengths = np.diff(self._offsets)
+            token_keep = np.repeat(batch.keep, lengths)
+            added = list(batch.added.values())
+            codes = np.concatenate(
+                [self._codes[token_keep], *(c.astype(self._codes.dtype) for _, c, _ in added)]
+            )
+            residuals = np.concatenate([self._residuals[token_keep], *(r for _, _, r in added)])
+            new_lengths = np.concatenate([lengths[batch.keep], [len(c) for _, c, _ in added]]).astype(
+                np.int64
+            )
+            offsets = np.zeros(len(new_lengths) + 1, dtype=np.int64)
+            np.cumsum(new_lengths, out=offsets[1:])
+            langs = np.concatenate(
+                [self._langs[batch.keep], np.asarray([g for g, _, _ in added], dtype=np.int16)]
+            )
+            ivf, ivf_offsets = _inverted_lists(codes, offsets, len(self.codec.centroids))
+            docids = batch.result_ids()
+            table = sorted(self._lang_codes, key=self._lang_codes.__getitem__)
+            commit_files(
+                self.directory,
+                {
+                    CODES_FILE: lambda path: _save_array(path, codes),
+                    RESIDUALS_FILE: lambda path: _save_array(path, residuals),
+                    OFFSETS_FILE: lambda path: _save_array(path, offsets),
+                    IVF_FILE: lambda path: _save_array(path, ivf),
+                    IVF_OFFSETS_FILE: lambda path: _save_array(path, ivf_offsets),
+                    LANGS_FILE: lambda path: _save_array(path, langs),
+                    DOCIDS_FILE: lambda path: path.write_text(
+                        json.dumps(docids, ensure_ascii=False), "utf-8"
+                    ),
+                    LANGUAGES_FILE: lambda path: path.write_text(json.dumps(table), "utf-8"),
+                },
+            )
+            self.details["documents"] = len(docids)
+            self.details["tokens"] = int(offsets[-1])
+            self.details["tokens_per_document"] = round(int(offsets[-1]) / max(1, len(docids)), 2)
+        return self.details
+
+    def abort(self) -> None:
+        """Discard the batch (nothing was written)."""
+        self._closed = True
+
+    def _lang_code(self, lang: str | None) -> int:
+        if lang is None:
+            return -1
+        code = self._lang_codes.get(lang)
+        if code is None:
+            code = self._lang_codes[lang] = len(self._lang_codes)
+            if code > np.iinfo(np.int16).max:
+                raise ValueError("more distinct document languages than the multivector channel can record.")
+        return code
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (it would append ``.npy`` to a staging name without one)."""
+    with open(path, "wb") as handle:
+        np.save(handle, array)

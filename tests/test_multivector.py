@@ -377,3 +377,40 @@ def test_shared_tokenizer_survives_threads_with_different_truncation(tiny_bert: 
         thread.join()
     assert errors == []
     assert tokenizer.pad_token_id is not None, "attributes pass through"
+
+
+def test_updates_add_replace_and_delete_without_a_rebuild(built: tuple[Path, dict], tmp_path: Path) -> None:
+    """IndexUpdater through the multivector channel: new documents found, deleted gone, the rest unchanged."""
+    import shutil
+
+    from indexing.manifest import Manifest
+    from indexing.updater import IndexUpdater
+
+    source, _ = built
+    index = tmp_path / "index"
+    shutil.copytree(source, index)
+    before = Manifest.read(index).channels["multivector"]
+    probe = DOCS[7].text
+    with_old = MultiVectorSearcher(index / "multivector", before, ndocs=10_000, device="cpu")
+    old_scores = {h.docid: h.score for h in with_old.search(probe, k=len(DOCS)).hits}
+    with_old.close()
+
+    new = Document(id="new-1", text="zebra quantum harbor violin " * 3, lang="it")
+    replaced = Document(id=DOCS[3].id, text="orchestra glacier lantern meadow " * 3, lang="de")
+    updater = IndexUpdater(index)
+    assert updater.upsert([new, replaced]).added == 1
+    assert updater.delete([DOCS[7].id, "no-such-id"]).deleted == 1
+
+    details = Manifest.read(index).channels["multivector"]
+    assert details["documents"] == len(DOCS) and details["centroids"] == before["centroids"]
+    searcher = MultiVectorSearcher(index / "multivector", details, ndocs=10_000, device="cpu")
+    try:
+        assert searcher.search(new.text, k=1).hits[0].docid == "new-1"
+        assert searcher.search(new.text, k=1, langs={"it"}).hits[0].lang == "it"
+        assert searcher.search(replaced.text, k=1).hits[0].docid == DOCS[3].id
+        after = {h.docid: h.score for h in searcher.search(probe, k=len(DOCS) + 1).hits}
+        assert DOCS[7].id not in after
+        untouched = [d.id for d in DOCS if d.id not in (DOCS[3].id, DOCS[7].id)]
+        assert all(after[d] == pytest.approx(old_scores[d], abs=1e-5) for d in untouched)
+    finally:
+        searcher.close()

@@ -132,7 +132,11 @@ def test_bad_batches_are_refused_before_anything_changes(
     assert Manifest.read(pristine).documents == 288
 
 
-def test_channels_without_an_updater_refuse_updates(index: Path) -> None:
+def test_channels_without_an_updater_refuse_updates(index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shipped channel has an updater now; a channel registered without one is refused up front."""
+    from indexing.channel import UPDATERS
+
+    monkeypatch.delitem(UPDATERS, "multivector")
     manifest_path = index / "manifest.json"
     data = json.loads(manifest_path.read_text())
     data["channels"]["multivector"] = {"model": "multilingual-e5-small"}
