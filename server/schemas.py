@@ -11,7 +11,7 @@ from retrieval.searcher import MAX_QUERY_CHARS
 MAX_K = 100
 MAX_OFFSET = 1000
 MAX_RERANK_K = 1000
-MAX_RERANK_BUDGET_MS = 600_000
+MAX_RERANK_BUDGET_MS = 20_000  # one client may not hold a search slot longer than this
 #: Most documents one POST /documents may carry.
 MAX_BATCH = 1000
 MAX_ID_CHARS = 512
