@@ -27,6 +27,7 @@ import numpy as np
 
 from indexing.documents import Document
 from indexing.encoders import SentenceTransformerEncoder
+from indexing.langcodes import LanguageCodes
 from indexing.pending import PendingBatch
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class DenseWriter:
         self._vectors: list[np.ndarray] = []
         self._docids: list[str] = []
         self._langs: list[int] = []
-        self._lang_codes: dict[str, int] = {}
+        self._lang_codes = LanguageCodes(channel="dense")
         self._encode_seconds = 0.0
         self._closed = False
 
@@ -101,7 +102,7 @@ class DenseWriter:
         if self._closed:
             raise RuntimeError("this dense writer is closed; open a new one to index more documents.")
         self._docids.append(doc.id)
-        self._langs.append(self._lang_code(doc.lang))
+        self._langs.append(self._lang_codes.code(doc.lang))
         self._texts.append(document_text(doc))
         if len(self._texts) >= self._chunk:
             self._flush()
@@ -132,7 +133,7 @@ class DenseWriter:
             json.dumps(self._docids, ensure_ascii=False), encoding="utf-8"
         )
         np.save(self.directory / LANGS_FILE, np.asarray(self._langs, dtype=np.int16))
-        table = sorted(self._lang_codes, key=self._lang_codes.__getitem__)
+        table = self._lang_codes.table()
         (self.directory / LANGUAGES_FILE).write_text(json.dumps(table), encoding="utf-8")
         count = len(self._docids)
         return {
@@ -151,18 +152,6 @@ class DenseWriter:
             "docs_per_second": round(count / self._encode_seconds, 2) if self._encode_seconds > 0 else None,
             "index_seconds": round(time.perf_counter() - started, 3),
         }
-
-    def _lang_code(self, lang: str | None) -> int:
-        if lang is None:
-            return -1
-        code = self._lang_codes.get(lang)
-        if code is None:
-            code = self._lang_codes[lang] = len(self._lang_codes)
-            if code > np.iinfo(np.int16).max:
-                raise ValueError(
-                    "more distinct document languages than the dense channel can record (32767)."
-                )
-        return code
 
     def _flush(self) -> None:
         if not self._texts:
@@ -334,7 +323,7 @@ class DenseUpdater:
                 f"{len(self._docids)} ids and {len(self._codes)} languages are recorded; the channel is "
                 "damaged. Rebuild the index."
             )
-        self._lang_codes: dict[str, int] = {lang: code for code, lang in enumerate(table)}
+        self._lang_codes = LanguageCodes(table, channel="dense")
         self._batch: PendingBatch[tuple[int, np.ndarray]] = PendingBatch(self._docids)
         self._encoder: SentenceTransformerEncoder | None = None
         self._encode_seconds = 0.0
@@ -356,7 +345,7 @@ class DenseUpdater:
         vectors = encoder.encode_documents([document_text(doc) for doc in docs])
         self._encode_seconds += time.perf_counter() - started
         for doc, vector in zip(docs, vectors, strict=True):
-            self._batch.add(doc.id, (self._lang_code(doc.lang), vector))
+            self._batch.add(doc.id, (self._lang_codes.code(doc.lang), vector))
 
     def close(self) -> dict[str, Any]:
         """Apply the batch to the FAISS index, replace the channel's files and return the new details."""
@@ -378,7 +367,7 @@ class DenseUpdater:
                     f"dense update produced {index.ntotal} vectors for {len(docids)} documents; nothing was "
                     "written. Report this as a bug."
                 )
-            table = sorted(self._lang_codes, key=self._lang_codes.__getitem__)
+            table = self._lang_codes.table()
             commit_files(
                 self.directory,
                 {
@@ -467,19 +456,6 @@ class DenseUpdater:
                 )
             self._encoder = encoder
         return self._encoder
-
-    def _lang_code(self, lang: str | None) -> int:
-        if lang is None:
-            return -1
-        code = self._lang_codes.get(lang)
-        if code is None:
-            code = len(self._lang_codes)
-            if code > np.iinfo(np.int16).max:
-                raise ValueError(
-                    "more distinct document languages than the dense channel can record (32767)."
-                )
-            self._lang_codes[lang] = code
-        return code
 
     def _check_open(self) -> None:
         if self._closed:

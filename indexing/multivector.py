@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from indexing.documents import Document
+from indexing.langcodes import LanguageCodes
 from indexing.token_encoders import TokenEncoder, open_token_encoder
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class MultiVectorWriter:
         self._vectors: list[np.ndarray] = []
         self._docids: list[str] = []
         self._langs: list[int] = []
-        self._lang_codes: dict[str, int] = {}
+        self._lang_codes = LanguageCodes(channel="multivector")
         self._encode_seconds = 0.0
         self._closed = False
 
@@ -250,7 +251,7 @@ class MultiVectorWriter:
         if self._closed:
             raise RuntimeError("this multivector writer is closed; open a new one to index more documents.")
         self._docids.append(doc.id)
-        self._langs.append(self._lang_code(doc.lang))
+        self._langs.append(self._lang_codes.code(doc.lang))
         self._texts.append(document_text(doc))
         self._text_langs.append(doc.lang)
         if len(self._texts) >= CHUNK_TEXTS:
@@ -291,7 +292,7 @@ class MultiVectorWriter:
         np.save(self.directory / IVF_OFFSETS_FILE, ivf_offsets)
         (self.directory / DOCIDS_FILE).write_text(json.dumps(self._docids, ensure_ascii=False), "utf-8")
         np.save(self.directory / LANGS_FILE, np.asarray(self._langs, dtype=np.int16))
-        table = sorted(self._lang_codes, key=self._lang_codes.__getitem__)
+        table = self._lang_codes.table()
         (self.directory / LANGUAGES_FILE).write_text(json.dumps(table), "utf-8")
         count = len(self._docids)
         token_bytes = codec.bytes_per_token + np.dtype(code_dtype).itemsize
@@ -314,16 +315,6 @@ class MultiVectorWriter:
             "docs_per_second": round(count / self._encode_seconds, 2) if self._encode_seconds > 0 else None,
             "index_seconds": round(time.perf_counter() - started, 3),
         }
-
-    def _lang_code(self, lang: str | None) -> int:
-        if lang is None:
-            return -1
-        code = self._lang_codes.get(lang)
-        if code is None:
-            code = self._lang_codes[lang] = len(self._lang_codes)
-            if code > np.iinfo(np.int16).max:
-                raise ValueError("more distinct document languages than the multivector channel can record.")
-        return code
 
     def _flush(self) -> None:
         if not self._texts:
@@ -402,7 +393,7 @@ class MultiVectorUpdater:
             raise ValueError(
                 f"the multivector channel at {self.directory} is inconsistent: rebuild the index."
             )
-        self._lang_codes = {lang: code for code, lang in enumerate(table)}
+        self._lang_codes = LanguageCodes(table, channel="multivector")
         self._batch: PendingBatch[tuple[int, np.ndarray, np.ndarray]] = PendingBatch(docids)
         self._encoder: TokenEncoder | None = None
         self._closed = False
@@ -424,7 +415,7 @@ class MultiVectorUpdater:
             if len(vectors) == 0:
                 vectors = np.zeros((1, self.codec.dim), dtype=np.float16)
             codes, packed = self.codec.compress(vectors)
-            self._batch.add(doc.id, (self._lang_code(doc.lang), codes, packed))
+            self._batch.add(doc.id, (self._lang_codes.code(doc.lang), codes, packed))
 
     def close(self) -> dict[str, Any]:
         """Write the channel without the deleted documents and with the new ones; return the new details."""
@@ -450,7 +441,7 @@ class MultiVectorUpdater:
             )
             ivf, ivf_offsets = _inverted_lists(codes, offsets, len(self.codec.centroids))
             docids = batch.result_ids()
-            table = sorted(self._lang_codes, key=self._lang_codes.__getitem__)
+            table = self._lang_codes.table()
             commit_files(
                 self.directory,
                 {
@@ -474,16 +465,6 @@ class MultiVectorUpdater:
     def abort(self) -> None:
         """Discard the batch (nothing was written)."""
         self._closed = True
-
-    def _lang_code(self, lang: str | None) -> int:
-        if lang is None:
-            return -1
-        code = self._lang_codes.get(lang)
-        if code is None:
-            code = self._lang_codes[lang] = len(self._lang_codes)
-            if code > np.iinfo(np.int16).max:
-                raise ValueError("more distinct document languages than the multivector channel can record.")
-        return code
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
