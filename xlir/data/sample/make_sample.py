@@ -26,5 +26,9 @@ for lang in LANGS:
     (dst / "qrels" / f"{lang}.txt").write_text("".join(lines), encoding="utf-8")
     keep |= {line.split()[0] for line in lines}
 for lang in ["en", "de"]:
-    lines = [line for line in open(src / "queries" / f"{lang}.tsv", encoding="utf-8") if line.split("\t")[0] in keep]
+    lines = [
+        line
+        for line in open(src / "queries" / f"{lang}.tsv", encoding="utf-8")
+        if line.split("\t")[0] in keep
+    ]
     (dst / "queries" / f"{lang}.tsv").write_text("".join(lines), encoding="utf-8")
