@@ -151,10 +151,34 @@ def new_rank_adapter(model: Any, reduction: int = 16, leave_out: Sequence[int] =
 
 
 def logits(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
-    """The one relevance logit per pair of a tokenized batch (shape ``(pairs,)``)."""
+    """One relevance score per pair of a tokenized batch (shape ``(pairs,)``): the logit of a one-label head,
+    or relevant minus not relevant for a two-label one."""
     out = model(**batch)
     value = out.logits if hasattr(out, "logits") else out[0]
-    return value.reshape(value.shape[0], -1)[:, 0]
+    value = value.reshape(value.shape[0], -1)
+    return value[:, 1] - value[:, 0] if value.shape[1] == 2 else value[:, 0]
+
+
+def score_pairs(
+    tokenizer: Any,
+    model: Any,
+    device: str,
+    query: str,
+    texts: Sequence[str],
+    prompts: Mapping[str, str],
+    max_length: int,
+    batch_size: int,
+) -> np.ndarray:
+    """Scores of ``query`` with each of ``texts`` (float32), ``batch_size`` pairs per forward pass.
+
+    The caller holds the model's lock and an inference-mode context.
+    """
+    out = np.zeros(len(texts), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        part = list(texts[start : start + batch_size])
+        batch = tokenize_pairs(tokenizer, [query] * len(part), part, prompts, max_length).to(device)
+        out[start : start + len(part)] = logits(model, batch).float().cpu().numpy()
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -339,20 +363,19 @@ class AdapterReranker:
         groups: dict[str | None, list[int]] = {}
         for i in range(len(texts)):
             groups.setdefault(self.adapter_for(query_lang, doc_langs[i] if doc_langs else None), []).append(i)
-        torch = self._torch
-        with self._lock, torch.inference_mode():
+        with self._lock, self._torch.inference_mode():
             for adapter, members in groups.items():
                 self._activate(adapter)
-                for start in range(0, len(members), self.batch_size):
-                    ids = members[start : start + self.batch_size]
-                    batch = tokenize_pairs(
-                        self.tokenizer,
-                        [query] * len(ids),
-                        [texts[i] for i in ids],
-                        self.prompts,
-                        self.max_length,
-                    ).to(self.device)
-                    out[ids] = logits(self.model, batch).float().cpu().numpy()
+                out[members] = score_pairs(
+                    self.tokenizer,
+                    self.model,
+                    self.device,
+                    query,
+                    [texts[i] for i in members],
+                    self.prompts,
+                    self.max_length,
+                    self.batch_size,
+                )
         return out
 
 
@@ -427,17 +450,17 @@ class CrossEncoderReranker:
     ) -> np.ndarray:
         """Relevance scores of ``query`` with each text (languages are ignored)."""
         texts = _check_texts(query, texts)
-        out = np.zeros(len(texts), dtype=np.float32)
         with self._lock, self._torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                part = texts[start : start + self.batch_size]
-                batch = tokenize_pairs(
-                    self.tokenizer, [query] * len(part), part, self.prompts, self.max_length
-                )
-                value = self.model(**batch.to(self.device)).logits.float()
-                value = value[:, 0] if value.shape[1] == 1 else value[:, 1] - value[:, 0]
-                out[start : start + len(part)] = value.cpu().numpy()
-        return out
+            return score_pairs(
+                self.tokenizer,
+                self.model,
+                self.device,
+                query,
+                texts,
+                self.prompts,
+                self.max_length,
+                self.batch_size,
+            )
 
 
 _CACHE: dict[tuple[str, str], Reranker] = {}
