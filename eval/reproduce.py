@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from retrieval.ranking import Ranking
 from retrieval.searcher import Searcher
 
 log = logging.getLogger("eval.reproduce")
+T = TypeVar("T")
 
 TASKS = ("xquad-pairs", "xquad-pool", "tatoeba", "dense-throughput", "multivector")
 XQUAD_PAIRS = (
@@ -234,12 +236,9 @@ def xquad_pool(data: Path, work: Path, limit: int | None) -> tuple[str, dict[str
                 bias.setdefault(system, {})[lang] = language_bias(run, qrels, lang, doc_langs).bias
         sample = list(_limit(xquad.queries("en"), 200).values())
         for combo in [["bm25"], ["dense"], ["sparse"], list(CHANNELS)]:
-            times = []
-            for text in sample:
-                start = time.perf_counter()
-                searcher.ranking(text, k=10, channels=combo)
-                times.append((time.perf_counter() - start) * 1000)
-            latency["+".join(combo)] = times
+            latency["+".join(combo)], _ = _timed(
+                lambda text, combo=combo: searcher.ranking(text, k=10, channels=combo), sample
+            )
     lines = _pair_table(scores, langs, "nDCG@10, query language -> all 12 corpora")
     lines += [
         "",
@@ -386,7 +385,9 @@ MV_K = 10
 MV_LATENCY_QUERIES = 1000
 MV_E2E_QUERIES = 100
 #: Tatoeba latency corpus: this many English-side and this many source sentences per language (0 = all).
-MV_TATOEBA_PER_LANG = 0  # 0 = the whole Tatoeba corpus (~178k texts; about 15 min to build and time on 2 cores)
+MV_TATOEBA_PER_LANG = (
+    0  # 0 = the whole Tatoeba corpus (~178k texts; about 15 min to build and time on 2 cores)
+)
 
 
 class MultiVectorSystems:
@@ -618,6 +619,17 @@ def _mv_size(name: str, searcher: MultiVectorSearcher) -> dict[str, object]:
     }
 
 
+def _timed(call: Callable[[T], object], items: Sequence[T]) -> tuple[list[float], float]:
+    """``call`` on each item in turn: wall milliseconds per call, and process CPU milliseconds per call."""
+    wall = []
+    cpu_started = time.process_time()
+    for item in items:
+        started = time.perf_counter()
+        call(item)
+        wall.append((time.perf_counter() - started) * 1000)
+    return wall, (time.process_time() - cpu_started) * 1000 / len(items)
+
+
 def _mv_latency(
     name: str, index: Path, vectors: list[np.ndarray], texts: list[str], sizes: list[dict[str, object]]
 ) -> str:
@@ -628,20 +640,8 @@ def _mv_latency(
         sizes.append(_mv_size(name, searcher))
         for v in vectors[:20]:  # warm-up: page in the memory-mapped codes and residuals
             searcher.search_vectors(v, 10)
-        wall = []
-        cpu_started = time.process_time()
-        for v in vectors:
-            started = time.perf_counter()
-            searcher.search_vectors(v, 10)
-            wall.append((time.perf_counter() - started) * 1000)
-        cpu = (time.process_time() - cpu_started) * 1000 / len(vectors)
-        e2e = []
-        cpu_started = time.process_time()
-        for text in texts:
-            started = time.perf_counter()
-            searcher.search(text, 10)
-            e2e.append((time.perf_counter() - started) * 1000)
-        e2e_cpu = (time.process_time() - cpu_started) * 1000 / len(texts)
+        wall, cpu = _timed(lambda v: searcher.search_vectors(v, 10), vectors)
+        e2e, e2e_cpu = _timed(lambda text: searcher.search(text, 10), texts)
     finally:
         searcher.close()
     return (
