@@ -10,16 +10,14 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from indexing.docstore import DocStore
 from indexing.documents import Document
 from indexing.manifest import Manifest
 from retrieval.channel import ChannelSearcher, open_searcher
 from retrieval.ranking import ChannelScore, Ranking
-
-if TYPE_CHECKING:
-    from retrieval.rerank import Reranker
+from retrieval.rerank import Reranker, rerank_status
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +256,6 @@ class Searcher:
             ranking = self.ranking(
                 query, k + offset, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
             )
-        from retrieval.rerank import rerank_status
-
         page = ranking.hits[offset:]
         docs = self.docstore.get_many(hit.docid for hit in page)
         hits = [
