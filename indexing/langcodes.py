@@ -31,9 +31,5 @@ class LanguageCodes:
             self._codes[lang] = code
         return code
 
-    def get(self, lang: str) -> int | None:
-        """The code of a language already in the table, else None."""
-        return self._codes.get(lang)
-
     def table(self) -> list[str]:
         return sorted(self._codes, key=self._codes.__getitem__)
