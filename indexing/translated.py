@@ -305,14 +305,20 @@ class TranslatedUpdater:
             {"langs.json": lambda path: path.write_text(json.dumps(langs), encoding="utf-8")},
         )
         self.details["documents"] = int(info["documents"])
-        for key, counts in (
-            ("translated", self.translator.translated),
-            ("untranslated", self.translator.untranslated),
-        ):
-            merged = dict(self.details.get(key) or {})
-            for lang, count in counts.items():
-                merged[lang] = merged.get(lang, 0) + count
-            self.details[key] = dict(sorted(merged.items()))
+        # Counts of the documents the channel holds now, per original language (deletions included).
+        engines = {**(self.details.get("engines") or {}), **self.translator.engines()}
+        translated: dict[str, int] = {}
+        untranslated: dict[str, int] = {}
+        for lang in langs.values():
+            if lang in engines:
+                translated[lang] = translated.get(lang, 0) + 1
+            elif lang != self.translator.target:
+                untranslated[lang] = untranslated.get(lang, 0) + 1
+        self.details.update(
+            engines=dict(sorted(engines.items())),
+            translated=dict(sorted(translated.items())),
+            untranslated=dict(sorted(untranslated.items())),
+        )
         return self.details
 
     def abort(self) -> None:
