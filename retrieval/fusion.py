@@ -6,6 +6,8 @@ Pure functions over :class:`~retrieval.ranking.Ranking` (no I/O, no state):
   ``sum over inputs of 1 / (k + rank)``; scores are ignored, so channels on different scales mix freely.
 * :func:`normalized_fusion` - normalize each input's scores (min-max or z-score), then a weighted sum.
 * :func:`interpolate` - ``alpha * a + (1 - alpha) * b`` over two min-max normalized rankings.
+* :func:`language_slots` - let a one-language signal (BM25 kept to the query's language) reorder only the
+  places that language already holds in a cross-lingual ranking, so it cannot push other languages out.
 
 Every fused :class:`~retrieval.ranking.Hit` keeps its provenance: ``sources`` is the union of the input
 hits' ``sources`` (an input hit that carries none contributes ``{ranking.source: (rank, score)}``), so the
@@ -128,6 +130,34 @@ def interpolate(
         )
     weights = {a.source: float(alpha), b.source: 1.0 - float(alpha)}
     return normalized_fusion([a, b], weights=weights, method=method, source=source, limit=limit)
+
+
+def language_slots(base: Ranking, fused: Ranking, lang: str, source: str | None = None) -> Ranking:
+    """``base``'s order of languages, with ``lang``'s places filled in ``fused``'s order.
+
+    ``base`` is the fusion of the language-neutral channels (dense, sparse, multivector); ``fused`` the
+    fusion of those and a channel that only sees ``lang`` documents (lexical matching, kept to the query's
+    language). In a multilingual collection an equal vote for a one-language channel pulls every document
+    of that language up (on the 12-language XQuAD pool it tripled the share of German paragraphs in a German
+    query's top 10). Here the places ``lang`` documents hold in ``base`` are kept and filled, best first,
+    with ``fused``'s ``lang`` documents: the lexical evidence decides *which* ``lang`` documents and in what
+    order, not how many. ``lang`` documents only ``fused`` found beyond those places follow at the end.
+    When every document is in ``lang`` the result is ``fused``'s order; when none is, ``base``'s. Each hit
+    keeps the place's score from ``base`` (scores stay non-increasing) and its sources from ``fused``.
+    """
+    mine = [hit for hit in fused.hits if hit.lang == lang]
+    if not mine:
+        return Ranking(source or base.source, base.hits)
+    taken = iter(mine)
+    hits: list[Hit] = []
+    for slot in base.hits:
+        hit = next(taken, None) if slot.lang == lang else slot
+        if hit is not None:
+            hits.append(Hit(hit.docid, slot.score, hit.lang, hit.sources))
+    last = hits[-1].score if hits else 0.0
+    for i, hit in enumerate(taken, start=1):
+        hits.append(Hit(hit.docid, last - i * 1e-9, hit.lang, hit.sources))
+    return Ranking(source or fused.source, tuple(hits))
 
 
 class _Evidence:

@@ -145,7 +145,7 @@ class Searcher:
                 rankings.append(self._channels[name].search(query, depth, scope))
         if len(rankings) == 1:
             return rankings[0].top(k)
-        return _fuse(rankings, wanted, fusion, rrf_k, weights).top(k)
+        return self._fuse_channels(rankings, wanted, query_lang, fusion, rrf_k, weights).top(k)
 
     def rankings(
         self,
@@ -185,9 +185,37 @@ class Searcher:
             per_channel.append(results)
         if len(per_channel) == 1:
             return {qid: ranking.top(k) for qid, ranking in zip(qids, per_channel[0], strict=True)}
-        from retrieval.fusion import rrf
+        return {
+            qid: self._fuse_channels(
+                [rankings[i] for rankings in per_channel], wanted, query_langs[i], "rrf", 60, None
+            ).top(k)
+            for i, qid in enumerate(qids)
+        }
 
-        return {qid: rrf([rankings[i] for rankings in per_channel]).top(k) for i, qid in enumerate(qids)}
+    def _fuse_channels(
+        self,
+        rankings: list[Ranking],
+        channels: Sequence[str],
+        query_lang: str | None,
+        fusion: str,
+        rrf_k: int,
+        weights: Mapping[str, float] | None,
+    ) -> Ranking:
+        """Fuse one query's channel rankings; a lexical channel kept to the query's language only reorders
+        the places that language holds in the other channels' fusion (:func:`retrieval.fusion.language_slots`)."""
+        from retrieval.fusion import language_slots
+
+        fused = _fuse(rankings, channels, fusion, rrf_k, weights)
+        lexical = [bool(getattr(self._channels[name], "lexical", False)) for name in channels]
+        if query_lang is None or all(lexical) or not any(lexical):
+            return fused
+        neutral = [(r, name) for r, name, lex in zip(rankings, channels, lexical, strict=True) if not lex]
+        base = (
+            _fuse([r for r, _ in neutral], [name for _, name in neutral], fusion, rrf_k, weights)
+            if len(neutral) > 1
+            else neutral[0][0]
+        )
+        return language_slots(base, fused, query_lang, source=fused.source)
 
     def _search_many(
         self, name: str, texts: list[str], depth: int, langs: Collection[str] | None

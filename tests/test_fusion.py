@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from retrieval.fusion import interpolate, normalized_fusion, rrf
+from retrieval.fusion import interpolate, language_slots, normalized_fusion, rrf
 from retrieval.ranking import ChannelScore, Hit, Ranking
 
 
@@ -112,3 +112,39 @@ def test_fusion_validates_arguments() -> None:
         rrf(_bm25())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
         normalized_fusion([Ranking("bad", (Hit("a", float("nan")),))])
+
+
+def _langs(ranking: Ranking) -> list[str | None]:
+    return [hit.lang for hit in ranking.hits]
+
+
+def test_language_slots_keeps_the_base_language_mix() -> None:
+    # dense puts English, German, English, German; BM25 (German only) prefers d2 over d1 and adds d3
+    dense = Ranking(
+        "dense",
+        tuple(
+            Hit(d, s, lang)
+            for d, s, lang in [("e1", 0.9, "en"), ("d1", 0.8, "de"), ("e2", 0.7, "en"), ("d2", 0.6, "de")]
+        ),
+    )
+    bm25 = Ranking("bm25", tuple(Hit(d, s, "de") for d, s in [("d2", 9.0), ("d3", 8.0), ("d1", 1.0)]))
+    fused = rrf([dense, bm25])
+    assert _langs(fused)[:2] == ["de", "de"]  # an equal vote pulls German up
+    slotted = language_slots(dense, fused, "de")
+    assert _langs(slotted) == ["en", "de", "en", "de", "de"]  # same places for German as dense gave
+    german = [hit.docid for hit in slotted.hits if hit.lang == "de"]
+    assert german == [hit.docid for hit in fused.hits if hit.lang == "de"]  # in the fused German order
+    assert [hit.docid for hit in slotted.hits if hit.lang == "en"] == ["e1", "e2"]
+    scores = [hit.score for hit in slotted.hits]
+    assert scores == sorted(scores, reverse=True)
+    assert "bm25" in slotted.hits[1].sources  # provenance from the fused ranking
+
+
+def test_language_slots_one_language_and_no_match() -> None:
+    dense = Ranking("dense", tuple(Hit(d, s, "de") for d, s in [("a", 0.9), ("b", 0.8)]))
+    bm25 = Ranking("bm25", tuple(Hit(d, s, "de") for d, s in [("b", 5.0), ("c", 4.0)]))
+    fused = rrf([dense, bm25])
+    # every document in the query's language: exactly the fused order
+    assert [h.docid for h in language_slots(dense, fused, "de").hits] == [h.docid for h in fused.hits]
+    # no document in the query's language: the base order
+    assert [h.docid for h in language_slots(dense, fused, "fr").hits] == ["a", "b"]

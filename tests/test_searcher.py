@@ -116,3 +116,10 @@ def test_fused_search_crosses_languages_and_keeps_bm25_to_the_query_language(neu
         assert {docid.split("-")[0] for docid in alone.docids} > {"en"}, "BM25 alone searches every language"
         batched = searcher.rankings({"q": question}, k=20)
         assert batched["q"].docids == searcher.ranking(question, k=20).docids
+        # BM25 (English only) reorders the places English holds in the dense ranking, and takes no more
+        dense = searcher.ranking(question, k=100, channels=["dense"])
+        fused100 = searcher.ranking(question, k=100)
+        assert [h.lang == "en" for h in fused100.hits[:20]] == [h.lang == "en" for h in dense.hits[:20]]
+        assert [h.docid for h in fused100.hits[:20] if h.lang != "en"] == [
+            h.docid for h in dense.hits[:20] if h.lang != "en"
+        ]
