@@ -222,6 +222,12 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 
 
+def _show_progress(*loggers: str) -> None:
+    """Training runs for minutes to hours: show their progress lines (INFO), which the CLI hides elsewhere."""
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 @train_app.command(
     "colbert",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
@@ -231,6 +237,7 @@ def train_colbert(ctx: typer.Context) -> None:
     """Train a ColBERT head on frozen mE5-small token states (`xlir train colbert --help` for its options)."""
     from indexing.colbert_train import main as train_main
 
+    _show_progress("indexing.colbert_train")
     try:
         train_main(ctx.args)
     except USER_ERRORS as error:
@@ -246,6 +253,7 @@ def train_reranker(ctx: typer.Context) -> None:
     """Train the cross-encoder's ranking adapter on English (`xlir train reranker --help` for its options)."""
     from retrieval.reranker_train import main as train_main
 
+    _show_progress("retrieval.reranker_train", "indexing.colbert_train")
     try:
         train_main(ctx.args)
     except USER_ERRORS as error:
