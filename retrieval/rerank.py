@@ -94,6 +94,33 @@ def _device(device: str | None) -> str:
     return resolve_device(device or "auto")
 
 
+def bf16_supported(device: str) -> bool:
+    """Whether bfloat16 matrix work is fast on ``device``: a CUDA GPU, or a CPU with AMX/AVX512-BF16 tiles."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(is_amx and is_amx())
+
+
+def autocast(device: str, precision: str = "auto") -> Any:
+    """The forward pass's precision: ``"bf16"`` autocast, ``"fp32"``, or ``"auto"`` (bf16 where fast).
+
+    Only the matrix products run in bfloat16 (torch autocast); weights stay float32.
+    """
+    import contextlib
+
+    import torch
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise RerankerError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    use = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+    if not use:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+
 def _check_texts(query: str, texts: Sequence[str]) -> list[str]:
     if not isinstance(query, str):
         raise RerankerError(f"the query must be a string, got {type(query).__name__}")
@@ -168,6 +195,7 @@ def score_pairs(
     prompts: Mapping[str, str],
     max_length: int,
     batch_size: int,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Scores of ``query`` with each of ``texts`` (float32), ``batch_size`` pairs per forward pass.
 
@@ -177,7 +205,8 @@ def score_pairs(
     for start in range(0, len(texts), batch_size):
         part = list(texts[start : start + batch_size])
         batch = tokenize_pairs(tokenizer, [query] * len(part), part, prompts, max_length).to(device)
-        out[start : start + len(part)] = logits(model, batch).float().cpu().numpy()
+        with autocast(device, precision):
+            out[start : start + len(part)] = logits(model, batch).float().cpu().numpy()
     return out
 
 
@@ -228,6 +257,7 @@ class AdapterReranker:
         batch_size: int = 32,
         select_by: SelectBy = "document",
         device: str = "auto",
+        precision: str = "auto",
     ) -> None:
         import torch
 
@@ -244,6 +274,8 @@ class AdapterReranker:
         self.batch_size = int(batch_size)
         self.select_by: SelectBy = select_by
         self.device = _device(device)
+        autocast(self.device, precision)  # validates the name
+        self.precision = precision
         self._torch = torch
         self._lock = threading.Lock()
         self.tokenizer, self.model, _ = load_backbone(self.backbone, self.device)
@@ -270,6 +302,7 @@ class AdapterReranker:
         max_length: int = 256,
         batch_size: int = 32,
         select_by: SelectBy = "document",
+        precision: str = "auto",
     ) -> AdapterReranker:
         """Wrap an already-built adapter model (with a ``rank`` adapter and head), e.g. during training."""
         import torch
@@ -284,6 +317,7 @@ class AdapterReranker:
         self.batch_size = int(batch_size)
         self.select_by = select_by
         self.device = str(next(model.parameters()).device)
+        self.precision = precision
         self._torch = torch
         self._lock = threading.Lock()
         self.tokenizer, self.model = tokenizer, model
@@ -375,6 +409,7 @@ class AdapterReranker:
                     self.prompts,
                     self.max_length,
                     self.batch_size,
+                    self.precision,
                 )
         return out
 
@@ -394,6 +429,7 @@ class CrossEncoderReranker:
         batch_size: int = 32,
         prompts: Mapping[str, str] | None = None,
         device: str = "auto",
+        precision: str = "auto",
     ) -> None:
         import torch
 
@@ -412,6 +448,8 @@ class CrossEncoderReranker:
 
         self.name = str(model)
         self.device = _device(device)
+        autocast(self.device, precision)  # validates the name
+        self.precision = precision
         with offline_hub():
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             config = json.loads((Path(path) / "config.json").read_text("utf-8"))
@@ -460,6 +498,7 @@ class CrossEncoderReranker:
                 self.prompts,
                 self.max_length,
                 self.batch_size,
+                self.precision,
             )
 
 

@@ -43,6 +43,8 @@ from retrieval.rerank import (
     RANK_ADAPTER,
     RERANKER_CONFIG,
     AdapterReranker,
+    autocast,
+    bf16_supported,
     load_backbone,
     logits,
     new_rank_adapter,
@@ -61,15 +63,15 @@ class RerankTrainSettings:
     model: str = "multilingual-e5-small"
     reduction: int = 16
     #: training queries per set (the ColBERT head's seeded subsets; 0 = all)
-    max_queries: int = 1000
+    max_queries: int = 0
     holdout: float = 0.08
     #: validation queries per set (of the held-out ones) and the dense depth they rerank
-    valid_queries: int = 60
+    valid_queries: int = 200
     valid_depth: int = 20
     negatives: int = 3
     mine_depth: int = 30
-    groups_per_step: int = 4
-    epochs: int = 1
+    groups_per_step: int = 8
+    epochs: int = 2
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.05
@@ -78,9 +80,11 @@ class RerankTrainSettings:
     infer_max_length: int = 256
     checkpoints: int = 8
     average_from: float = 0.5
-    max_minutes: float = 40.0
+    max_minutes: float = 55.0
     seed: int = 13
     device: str = "auto"
+    #: "auto" = bfloat16 autocast where it is fast (CUDA, CPUs with AMX), else float32
+    precision: str = "auto"
     sets: tuple[str, ...] = field(default_factory=lambda: TRAIN_SETS)
 
 
@@ -253,7 +257,8 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
             queries.extend([query] * (1 + settings.negatives))
             texts.extend([pos, *chosen])
         enc = tokenize_pairs(tokenizer, queries, texts, prompts, settings.max_length).to(device)
-        scores = logits(model, enc).float().view(len(batch), 1 + settings.negatives)
+        with autocast(device, settings.precision):
+            scores = logits(model, enc).float().view(len(batch), 1 + settings.negatives)
         loss = torch.nn.functional.cross_entropy(scores, labels[: len(batch)])
         optim.zero_grad()
         loss.backward()
@@ -288,7 +293,12 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
     kept = [s for at, s in snapshots if at >= first_kept] or [last_state]
     averaged = {n: torch.stack([s[n] for s in kept]).mean(dim=0) for n in last_state}
     reranker = AdapterReranker.from_model(
-        model, tokenizer, prompts=prompts, max_length=settings.infer_max_length, batch_size=32
+        model,
+        tokenizer,
+        prompts=prompts,
+        max_length=settings.infer_max_length,
+        batch_size=32,
+        precision=settings.precision,
     )
     valid_last = validate(reranker, splits)
     log.info("last checkpoint: %s", valid_last["mean"])
@@ -318,6 +328,7 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "seed": settings.seed,
         "device": str(device),
+        "bf16": bf16_supported(str(device)) if settings.precision == "auto" else settings.precision == "bf16",
         "torch_threads": torch.get_num_threads(),
         "steps": step,
         "planned_steps": planned,
@@ -361,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"))
     args = parser.parse_args(argv)
     values = vars(args)
     settings = RerankTrainSettings(data_dir=values.pop("data_dir"), out_dir=values.pop("out"), **values)
