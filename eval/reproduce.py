@@ -4,13 +4,18 @@
     python -m eval.reproduce --tasks xquad-pairs --check           # and compare with eval/regressions.json
 
 Systems: Pyserini BM25 used directly and mE5-small used directly through sentence-transformers (the
-baselines), then each xlir channel (bm25, dense, sparse) and the fused first stage (RRF over the
-channels, what ``Searcher`` returns by default). Tasks:
+baselines), then each xlir channel (bm25, dense, sparse, multivector) and the fused first stage (RRF over
+the channels, what ``Searcher`` returns by default). Tasks:
 
 - ``xquad-pairs``: XQuAD cross-lingual pairs (queries in X, paragraphs in Y), nDCG@10 per pair.
 - ``xquad-pool``: all 12 XQuAD corpora as one index; nDCG@10 and language bias per query language;
   build time, size and query latency per channel (this index is built fresh in every run).
-- ``tatoeba``: every Tatoeba language X -> its English side: accuracy@1 and nDCG@10 per language.
+- ``tatoeba``: every Tatoeba language X -> its English side: accuracy@1 and nDCG@10 per language, every
+  system on every language.
+- ``rerank``: the fused first stage vs fused + rerank (top 100) on fixed query subsets of the three
+  above (:mod:`eval.rerank_eval`), with significance tests, checkpoint averaging vs last, and latency.
+- ``dense-throughput``, ``multivector``: the dense channel's encoding overhead; the late-interaction
+  channel's own study (trained head vs raw states, bytes per token, MaxSim latency).
 
 Each task's table replaces its own section of the results file as soon as it is done; ``--check``
 compares the measured means with ``eval/regressions.json`` (the 2CR idea: expected scores are data) and
@@ -48,7 +53,7 @@ from retrieval.searcher import Searcher
 log = logging.getLogger("eval.reproduce")
 T = TypeVar("T")
 
-TASKS = ("xquad-pairs", "xquad-pool", "tatoeba", "dense-throughput", "multivector")
+TASKS = ("xquad-pairs", "xquad-pool", "tatoeba", "rerank", "dense-throughput", "multivector")
 XQUAD_PAIRS = (
     ("de", "en"),
     ("zh", "en"),
@@ -59,7 +64,16 @@ XQUAD_PAIRS = (
     ("en", "zh"),
 )
 TATOEBA_FOCUS = ("fra", "cmn", "ara", "tur")
-CHANNELS = ("bm25", "dense", "sparse")
+CHANNELS = ("bm25", "dense", "sparse", "multivector")
+#: Systems shown in the per-language Tatoeba table (the others are in the means).
+TATOEBA_PER_LANGUAGE = (
+    "Pyserini BM25 (direct)",
+    "mE5-small (direct)",
+    "xlir dense",
+    "xlir sparse",
+    "xlir multivector",
+    "xlir fused",
+)
 DEPTH = 100
 REGRESSIONS = Path(__file__).with_name("regressions.json")
 
@@ -110,7 +124,9 @@ class E5Direct:
         self.model = load_sentence_transformer()
 
     def encode(self, texts: list[str], prompt: str) -> np.ndarray:
-        return self.model.encode(texts, prompt_name=prompt, batch_size=32, normalize_embeddings=True)
+        return self.model.encode(
+            texts, prompt_name=prompt, batch_size=32, normalize_embeddings=True, show_progress_bar=False
+        )
 
     def run(self, topics: Mapping[str, str], doc_ids: list[str], doc_vectors: np.ndarray) -> Run:
         qids = list(topics)
@@ -235,7 +251,7 @@ def xquad_pool(data: Path, work: Path, limit: int | None) -> tuple[str, dict[str
                 scores.setdefault(system, {})[lang] = ndcg(run, qrels)
                 bias.setdefault(system, {})[lang] = language_bias(run, qrels, lang, doc_langs).bias
         sample = list(_limit(xquad.queries("en"), 200).values())
-        for combo in [["bm25"], ["dense"], ["sparse"], list(CHANNELS)]:
+        for combo in [[c] for c in CHANNELS] + [list(CHANNELS)]:
             latency["+".join(combo)], _ = _timed(
                 lambda text, combo=combo: searcher.ranking(text, k=10, channels=combo), sample
             )
@@ -260,7 +276,6 @@ def xquad_pool(data: Path, work: Path, limit: int | None) -> tuple[str, dict[str
     lines += ["", "| channels | p50 ms | p95 ms |", "|---|---:|---:|"]
     for combo, times in latency.items():
         lines.append(f"| {combo} | {np.percentile(times, 50):.1f} | {np.percentile(times, 95):.1f} |")
-    shutil.rmtree(target, ignore_errors=True)
     texts = [text for lang in xquad.document_languages() for text in read_corpus(xquad.corpus_path(lang))[1]]
     started = time.perf_counter()
     E5Direct().encode(texts, "passage")
@@ -281,58 +296,68 @@ def tatoeba(
     cache: Path,
     work: Path,
     limit: int | None,
-    channels_all: Sequence[str],
+    channels: Sequence[str] = CHANNELS,
     only: Sequence[str] | None = None,
 ) -> tuple[str, dict]:
-    """Every language -> English; the costly channels (sparse, baselines) on the focus languages only."""
+    """Every language -> its English side, every system on every language: accuracy@1 and nDCG@10."""
     tatoeba = Collection(data / "tatoeba")
     e5 = E5Direct()
     acc: dict[str, dict[str, float]] = {}
     ndcg10: dict[str, dict[str, float]] = {}
     languages = list(only) if only else tatoeba.query_languages()
+    channels = tuple(channels)
     for lang in languages:
-        focus = lang in TATOEBA_FOCUS
-        channels = CHANNELS if focus else tuple(channels_all)
         topics, corpus, qrels = tatoeba.pair(lang, "eng")
         topics = _limit(topics, limit)
         qrels = _judged(qrels, topics)
         index = cached_index(
             tatoeba, [corpus.stem], cache, IndexConfig(channels=channels), name=f"tatoeba-{lang}"
         )
-        runs = (
-            xlir_runs(index, topics, channels) if len(channels) > 1 else _single(index, topics, channels[0])
-        )
-        if focus:
-            ids, texts = read_corpus(corpus)
-            runs["mE5-small (direct)"] = e5.run(topics, ids, e5.encode(texts, "passage"))
-            runs["Pyserini BM25 (direct)"] = PyseriniBM25(
-                corpus, "en", work / f"pyserini-tatoeba-{lang}"
-            ).run(topics)
+        ids, texts = read_corpus(corpus)
+        runs = {
+            "Pyserini BM25 (direct)": PyseriniBM25(corpus, "en", work / f"pyserini-tatoeba-{lang}").run(
+                topics
+            ),
+            "mE5-small (direct)": e5.run(topics, ids, e5.encode(texts, "passage")),
+            **(
+                xlir_runs(index, topics, channels)
+                if len(channels) > 1
+                else _single(index, topics, channels[0])
+            ),
+        }
+        shutil.rmtree(work / f"pyserini-tatoeba-{lang}", ignore_errors=True)
         for system, run in runs.items():
             result = evaluate(run, qrels, ["Success@1", "nDCG@10"])
             acc.setdefault(system, {})[lang] = result["Success@1"]
             ndcg10.setdefault(system, {})[lang] = result["nDCG@10"]
         log.info("tatoeba %s: %s", lang, {s: round(v[lang], 3) for s, v in acc.items() if lang in v})
-    lines = _pair_table(acc, list(TATOEBA_FOCUS), "accuracy@1, X -> English (focus languages)")
-    lines += ["", *_pair_table(ndcg10, list(TATOEBA_FOCUS), "nDCG@10, X -> English (focus languages)")]
-    lines += [
-        "",
-        f"All {len(languages)} languages -> English (mean over languages; channels run on every language: "
-        f"{', '.join(channels_all)}):",
+    complete = [s for s in acc if len(acc[s]) == len(languages)]
+    lines = [
+        f"All {len(languages)} languages -> English, every system on every language (mean over languages):",
         "",
         "| system | languages | accuracy@1 | nDCG@10 |",
         "|---|---:|---:|---:|",
+        *[
+            f"| {s} | {len(languages)} | {statistics.mean(acc[s].values()):.3f} | "
+            f"{statistics.mean(ndcg10[s].values()):.3f} |"
+            for s in complete
+        ],
     ]
-    for system in acc:
-        if len(acc[system]) == len(languages):
-            lines.append(
-                f"| {system} | {len(languages)} | {statistics.mean(acc[system].values()):.3f} | "
-                f"{statistics.mean(ndcg10[system].values()):.3f} |"
-            )
-    per_lang = ", ".join(f"{lang} {acc[f'xlir {channels_all[0]}'][lang]:.2f}" for lang in languages)
-    lines += ["", f"accuracy@1 per language (xlir {channels_all[0]}): {per_lang}"]
-    means = {f"{s} acc@1": statistics.mean(v.values()) for s, v in acc.items() if len(v) == len(languages)}
-    means.update({f"{s} focus nDCG@10": statistics.mean(ndcg10[s][x] for x in TATOEBA_FOCUS) for s in ndcg10})
+    focus = [lang for lang in TATOEBA_FOCUS if lang in languages]
+    if focus:
+        lines += ["", *_pair_table(acc, focus, "accuracy@1, X -> English (focus languages)")]
+        lines += ["", *_pair_table(ndcg10, focus, "nDCG@10, X -> English (focus languages)")]
+    shown = [s for s in complete if s in TATOEBA_PER_LANGUAGE]
+    lines += [
+        "",
+        "accuracy@1 per language:",
+        "",
+        "| language | " + " | ".join(s.replace("xlir ", "") for s in shown) + " |",
+        "|---|" + "---:|" * len(shown),
+        *[f"| {lang} | " + " | ".join(f"{acc[s][lang]:.3f}" for s in shown) + " |" for lang in languages],
+    ]
+    means = {f"{s} acc@1": statistics.mean(acc[s].values()) for s in complete}
+    means.update({f"{s} nDCG@10": statistics.mean(ndcg10[s].values()) for s in complete})
     return "\n".join(lines), means
 
 
@@ -767,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit", type=int, default=None, help="queries per topic set (a quick smoke run)")
     parser.add_argument(
-        "--tatoeba-channels", default="bm25,dense", help="channels run on all Tatoeba languages"
+        "--tatoeba-channels", default=",".join(CHANNELS), help="xlir channels run on the Tatoeba languages"
     )
     parser.add_argument(
         "--tatoeba-langs", default=None, help="comma-separated Tatoeba languages (default: all)"
@@ -778,9 +803,14 @@ def main(argv: list[str] | None = None) -> int:
         default=MV_TATOEBA_PER_LANG,
         help="multivector latency over Tatoeba: English sides and sentences per language (0 = all ~178k texts)",
     )
+    parser.add_argument(
+        "--rerank-queries", type=int, default=30, help="rerank task: queries per XQuAD pair (a fixed stride)"
+    )
     parser.add_argument("--check", action="store_true", help="compare the means with eval/regressions.json")
     parser.add_argument("--update-expected", action="store_true", help="write the measured means as expected")
     args = parser.parse_args(argv)
+    from eval.rerank_eval import rerank_task
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))
@@ -797,6 +827,14 @@ def main(argv: list[str] | None = None) -> int:
             "xquad-pool": lambda: xquad_pool(args.data, work, args.limit),
             "dense-throughput": lambda: dense_throughput(args.data, work, args.limit),
             "multivector": lambda: multivector(args.data, cache, args.limit, args.mv_tatoeba_per_lang),
+            "rerank": lambda: rerank_task(
+                args.data,
+                cache,
+                CHANNELS,
+                work / "xquad-pool",
+                queries=args.rerank_queries if args.limit is None else min(args.limit, args.rerank_queries),
+                tatoeba_langs=args.tatoeba_langs.split(",") if args.tatoeba_langs else None,
+            ),
             "tatoeba": lambda: tatoeba(
                 args.data,
                 cache,

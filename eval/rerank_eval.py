@@ -1,28 +1,27 @@
-"""Measure the reranking stage against the best first stage on XQuAD; write the ``rerank`` results section.
+"""The ``rerank`` task of ``python -m eval.reproduce``: fused first stage vs fused + rerank, same queries.
 
-    python -m eval.rerank_eval --data ../shared/data
+    python -m eval.reproduce --tasks rerank
 
-Full XQuAD x top-100 reranking (7 pairs x 1,190 queries x 100 pairs) is far beyond a 2-core CPU, so this
-measures a fixed, documented subset and always reports the first stage on the same subset beside it:
+Reranking every query's top 100 (7 XQuAD pairs x 1,190 queries, the 12-language pool, 112 Tatoeba
+languages) is days of a 2-core CPU, so this task measures fixed, documented subsets and always reports the
+first stage on the same queries beside it:
 
-* cross-lingual pairs (de:en, zh:en, ar:en, th:en, hi:en, en:de, en:zh): ``--queries`` queries per pair,
-  taken at a fixed stride through the query file (XQuAD's queries are grouped by article, so the first N
-  would all be about one article); the first stage is xlir fused (bm25+dense+sparse through ``Searcher``,
-  the cached per-language indexes of ``eval.grid.cached_index``); its top ``--k`` are reranked;
-* the multilingual pool (all 12 XQuAD corpora, 2,880 paragraphs; bm25+dense, the sparse channel's pool
-  build is too slow for this CPU budget): ``--queries`` queries in each of ``--pool-langs``, first stage
-  fused (and dense alone for reference), top ``--pool-k`` reranked; a question's relevant documents are
-  its paragraph in every language;
-* rows: first stage, the reranker (averaged checkpoints, the shipped weights), the reranker interpolated
-  with the first-stage score at the weight chosen on English validation during training (recorded in
-  reranker.json), and the last checkpoint (checkpoint averaging vs not, on the pairs);
-* latency: reranking k=100 for ``--latency-queries`` queries, wall and CPU seconds per query.
+* XQuAD pairs (de:en, zh:en, ar:en, th:en, hi:en, en:de, en:zh): ``queries`` per pair at a fixed stride
+  through the query file (XQuAD's queries are grouped by article; the first N would be one article);
+* the multilingual pool (all 12 XQuAD corpora as one index): ``pool_queries`` per query language; a
+  question's relevant documents are its paragraph in every language; language bias beside nDCG@10;
+* Tatoeba: ``tatoeba_queries`` per language, all 112 languages -> English, accuracy@1 and nDCG@10.
+
+The first stage is ``Searcher``'s fused ranking over every channel of the same indexes the other tasks
+use; its top ``k`` (100) are reranked by the shipped reranker. Rows: the channels and the fused first
+stage, fused + rerank (averaged checkpoints, what ships), the reranker's score interpolated with the first
+stage's (the weight chosen on English validation at training), and the last checkpoint instead of the
+average (on ``last_queries`` per pair). A paired t-test and a randomization test compare fused + rerank
+with the fused first stage over all subset queries. Latency: wall and CPU seconds per query for k=100.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import resource
 import statistics
@@ -34,9 +33,7 @@ import numpy as np
 
 from eval.collections import Collection
 from eval.grid import cached_index, language_bias
-from eval.metrics import evaluate
-from eval.reproduce import XQUAD_PAIRS, _judged
-from eval.results import replace_section
+from eval.metrics import evaluate, paired_ttest, randomization_test
 from indexing.config import IndexConfig
 from retrieval.ranking import ChannelScore, Hit, Ranking
 from retrieval.rerank import RERANK_SOURCE, AdapterReranker, Reranker, reranker_for
@@ -45,9 +42,9 @@ from retrieval.searcher import Searcher
 log = logging.getLogger("eval.rerank_eval")
 
 Run = dict[str, Ranking]
-PAIR_CHANNELS = ("bm25", "dense", "sparse")
-POOL_CHANNELS = ("bm25", "dense")
-DEFAULT_CACHE = Path.home() / ".cache" / "xlir" / "eval-indexes"
+FIRST = "xlir fused (first stage)"
+RERANKED = "fused + rerank"
+LAST = "fused + rerank, last checkpoint"
 
 
 def strided(topics: Mapping[str, str], n: int) -> dict[str, str]:
@@ -59,17 +56,8 @@ def strided(topics: Mapping[str, str], n: int) -> dict[str, str]:
     return dict(items[int(i * step)] for i in range(n))
 
 
-def ndcg(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> float:
-    return evaluate(run, qrels, ["nDCG@10"])["nDCG@10"]
-
-
-def rerank_run(searcher: Searcher, topics: Mapping[str, str], first: Run, k: int) -> Run:
-    """Each query's first-stage ranking reranked (top ``k``) through ``Searcher.rerank_ranking``."""
-    return {qid: searcher.rerank_ranking(topics[qid], first[qid], rerank_k=k) for qid in topics}
-
-
 def interpolated(first: Run, reranked: Run, weight: float) -> Run:
-    """Reranked hits reordered by ``(1 - weight) * z(rerank) + weight * z(first stage)`` (same scores)."""
+    """Reranked hits reordered by ``(1 - weight) * z(rerank) + weight * z(first stage)``."""
     out: Run = {}
     for qid, ranking in reranked.items():
         base = {h.docid: h.score for h in first[qid].hits}
@@ -95,6 +83,14 @@ def interpolated(first: Run, reranked: Run, weight: float) -> Run:
     return out
 
 
+def chosen_weight(reranker: Reranker) -> float:
+    """The interpolation weight with the best mean English validation MRR@10 recorded at training."""
+    info = getattr(reranker, "info", {}) or {}
+    valid = (info.get("valid_mrr10_averaged") or {}).get("mean") or {}
+    options = {0.0 if key == "rerank" else float(key[6:]): v for key, v in valid.items() if key != "dense"}
+    return max(options, key=lambda w: (options[w], -w)) if options else 0.0
+
+
 def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() if x.std() > 1e-12 else 1.0)
 
@@ -104,142 +100,207 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def chosen_weight(reranker: Reranker) -> float:
-    """The interpolation weight with the best mean English validation MRR@10 recorded at training."""
-    info = getattr(reranker, "info", {}) or {}
-    valid = (info.get("valid_mrr10_averaged") or {}).get("mean") or {}
-    options = {0.0 if key == "rerank" else float(key[6:]): v for key, v in valid.items() if key != "dense"}
-    return max(options, key=lambda w: (options[w], -w)) if options else 0.0
+class RerankSubsets:
+    """Collects nDCG@10 (and accuracy@1, bias) per system and per column, and per-query scores for tests."""
+
+    def __init__(self, reranker: Reranker, last: Reranker | None, k: int) -> None:
+        self.reranker, self.last, self.k = reranker, last, k
+        self.weight = chosen_weight(reranker)
+        self.latency: list[tuple[float, float]] = []
+        self.per_query: dict[str, dict[str, float]] = {FIRST: {}, RERANKED: {}}
+
+    def rerank(self, searcher: Searcher, topics: Mapping[str, str], first: Run, timed: bool = False) -> Run:
+        out: Run = {}
+        for qid, text in topics.items():
+            wall, cpu = time.perf_counter(), _cpu()
+            out[qid] = searcher.rerank_ranking(text, first[qid], rerank_k=self.k)
+            if timed:
+                self.latency.append((time.perf_counter() - wall, _cpu() - cpu))
+        return out
+
+    def runs(
+        self,
+        searcher: Searcher,
+        topics: Mapping[str, str],
+        channels: Sequence[str],
+        timed: bool = False,
+        last_topics: Mapping[str, str] | None = None,
+    ) -> dict[str, Run]:
+        first = searcher.rankings(topics, k=100)
+        runs = {f"xlir {c}": searcher.rankings(topics, k=100, channels=[c]) for c in channels}
+        runs[FIRST] = first
+        runs[RERANKED] = reranked = self.rerank(searcher, topics, first, timed)
+        runs[f"fused + rerank, interpolated (weight {self.weight:g})"] = interpolated(
+            first, reranked, self.weight
+        )
+        if self.last is not None and last_topics:
+            with Searcher(searcher.index_dir, reranker=self.last) as other:
+                runs[LAST] = {
+                    q: other.rerank_ranking(t, first[q], rerank_k=self.k) for q, t in last_topics.items()
+                }
+                runs[f"{FIRST}, same queries as the last checkpoint"] = {q: first[q] for q in last_topics}
+                runs[f"{RERANKED}, same queries as the last checkpoint"] = {
+                    q: reranked[q] for q in last_topics
+                }
+        return runs
+
+    def score(
+        self,
+        runs: Mapping[str, Run],
+        qrels: Mapping[str, Mapping[str, int]],
+        column: str,
+        measures: Sequence[str],
+    ) -> dict[str, dict[str, float]]:
+        """{measure: {system: value}} for one column; per-query nDCG@10 of fused and reranked are kept."""
+        out: dict[str, dict[str, float]] = {m: {} for m in measures}
+        for system, run in runs.items():
+            judged = {q: qrels[q] for q in run if q in qrels}
+            result = evaluate(run, judged, list(measures))
+            for m in measures:
+                out[m][system] = result[m]
+            if system in self.per_query:
+                for qid, value in result.per_query["nDCG@10"].items():
+                    self.per_query[system][f"{column}/{qid}"] = value
+        return out
 
 
-def table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str], title: str) -> list[str]:
-    lines = [f"| {title} | " + " | ".join(columns) + " | mean |", "|---|" + "---:|" * (len(columns) + 1)]
-    for name, values in rows.items():
-        cells = " | ".join(f"{values[c]:.3f}" for c in columns)
-        lines.append(f"| {name} | {cells} | {statistics.mean(values[c] for c in columns):.3f} |")
-    return lines
+def rerank_task(
+    data: Path,
+    cache: Path,
+    channels: Sequence[str],
+    pool_index: Path | None,
+    queries: int = 30,
+    pool_queries: int = 10,
+    tatoeba_queries: int = 5,
+    last_queries: int = 10,
+    k: int = 100,
+    reranker_name: str = "default",
+    tatoeba_langs: Sequence[str] | None = None,
+) -> tuple[str, dict[str, float]]:
+    """Fused vs fused + rerank on the XQuAD pairs, the pool and Tatoeba subsets (see the module docstring)."""
+    from eval.reproduce import XQUAD_PAIRS, _pair_table
 
-
-def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m eval.rerank_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="shared/data (holds xquad/)")
-    parser.add_argument("--queries", type=int, default=20, help="queries per pair / per pool language")
-    parser.add_argument("--k", type=int, default=20, help="first-stage hits reranked per pair query")
-    parser.add_argument("--pool-k", type=int, default=30, help="first-stage hits reranked per pool query")
-    parser.add_argument("--pool-langs", default="de,ar,zh")
-    parser.add_argument("--reranker", default="default")
-    parser.add_argument("--no-last", action="store_true", help="skip the last-checkpoint comparison")
-    parser.add_argument("--latency-queries", type=int, default=5)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument(
-        "--results", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    import torch
-
-    torch.set_num_threads(2)
-    xquad = Collection(args.data / "xquad")
-    reranker = reranker_for(args.reranker, device="auto")
-    weight = chosen_weight(reranker)
-    last: Reranker | None = None
-    if not args.no_last and isinstance(reranker, AdapterReranker) and (reranker.path / "last").is_dir():
+    xquad, tatoeba = Collection(data / "xquad"), Collection(data / "tatoeba")
+    reranker = reranker_for(reranker_name, device="auto")
+    last = None
+    if isinstance(reranker, AdapterReranker) and (reranker.path / "last").is_dir():
         last = AdapterReranker(str(reranker.path / "last"))
+    subsets = RerankSubsets(reranker, last, k)
+    config = IndexConfig(channels=tuple(channels))
     started, cpu0 = time.perf_counter(), _cpu()
+
     pairs: dict[str, dict[str, float]] = {}
     pair_names = [f"{q}:{d}" for q, d in XQUAD_PAIRS]
-    latency: list[tuple[float, float]] = []
     for query_lang, doc_lang in XQUAD_PAIRS:
         topics, _, qrels = xquad.pair(query_lang, doc_lang)
-        topics = strided(topics, args.queries)
-        qrels = _judged(qrels, topics)
-        index = cached_index(
-            xquad, [doc_lang], args.cache, IndexConfig(channels=PAIR_CHANNELS), f"xquad-{doc_lang}"
-        )
+        topics = strided(topics, queries)
+        index = cached_index(xquad, [doc_lang], cache, config, f"xquad-{doc_lang}")
         name = f"{query_lang}:{doc_lang}"
         with Searcher(index, reranker=reranker) as searcher:
-            first = searcher.rankings(topics, k=100)
-            dense = searcher.rankings(topics, k=100, channels=["dense"])
-            reranked = rerank_run(searcher, topics, first, args.k)
-            runs = {
-                "xlir dense (first stage)": dense,
-                "xlir fused bm25+dense+sparse (first stage)": first,
-                "fused + rerank (averaged checkpoints)": reranked,
-                f"fused + rerank, interpolated (weight {weight:g})": interpolated(first, reranked, weight),
-            }
-            if last is not None:
-                with Searcher(index, reranker=last) as other:
-                    runs["fused + rerank (last checkpoint)"] = rerank_run(other, topics, first, args.k)
-            if len(latency) < args.latency_queries:
-                for qid in list(topics)[: args.latency_queries - len(latency)]:
-                    w, c = time.perf_counter(), _cpu()
-                    searcher.rerank_ranking(topics[qid], first[qid], rerank_k=100)
-                    latency.append((time.perf_counter() - w, _cpu() - c))
-        for system, run in runs.items():
-            pairs.setdefault(system, {})[name] = ndcg(run, qrels)
-        log.info("%s: %s", name, {s: round(v[name], 3) for s, v in pairs.items()})
-    pool_langs = [lang.strip() for lang in args.pool_langs.split(",") if lang.strip()]
-    pool_index = cached_index(
-        xquad, xquad.corpus_names(), args.cache, IndexConfig(channels=POOL_CHANNELS), "xquad-pool-bm25-dense"
-    )
+            runs = subsets.runs(
+                searcher, topics, channels, timed=True, last_topics=strided(topics, last_queries)
+            )
+        for system, value in subsets.score(runs, qrels, name, ["nDCG@10"])["nDCG@10"].items():
+            pairs.setdefault(system, {})[name] = value
+        log.info("rerank %s: %s", name, {s: round(v[name], 3) for s, v in pairs.items()})
+
+    pool_langs = xquad.query_languages()
+    if pool_index is None or not (pool_index / "manifest.json").is_file():
+        pool_index = cached_index(xquad, xquad.corpus_names(), cache, config, "xquad-pool")
     pool_qrels = xquad.pool().qrels
     pool: dict[str, dict[str, float]] = {}
     bias: dict[str, dict[str, float]] = {}
     with Searcher(pool_index, reranker=reranker) as searcher:
         doc_langs = {doc.id: doc.lang for doc in searcher.docstore}
         for lang in pool_langs:
-            topics = strided(xquad.queries(lang), args.queries)
-            qrels = _judged(pool_qrels, topics)
-            first = searcher.rankings(topics, k=100)
-            reranked = rerank_run(searcher, topics, first, args.pool_k)
-            runs = {
-                "xlir dense (first stage)": searcher.rankings(topics, k=100, channels=["dense"]),
-                "xlir fused bm25+dense (first stage)": first,
-                "fused + rerank (averaged checkpoints)": reranked,
-                f"fused + rerank, interpolated (weight {weight:g})": interpolated(first, reranked, weight),
-            }
+            topics = strided(xquad.queries(lang), pool_queries)
+            runs = subsets.runs(searcher, topics, channels)
+            for system, value in subsets.score(runs, pool_qrels, f"pool-{lang}", ["nDCG@10"])[
+                "nDCG@10"
+            ].items():
+                pool.setdefault(system, {})[lang] = value
             for system, run in runs.items():
-                pool.setdefault(system, {})[lang] = ndcg(run, qrels)
-                bias.setdefault(system, {})[lang] = language_bias(run, qrels, lang, doc_langs).bias
-            log.info("pool %s: %s", lang, {s: round(v[lang], 3) for s, v in pool.items()})
+                bias.setdefault(system, {})[lang] = language_bias(run, pool_qrels, lang, doc_langs).bias
+            log.info("rerank pool %s: %s", lang, {s: round(v[lang], 3) for s, v in pool.items()})
+
+    tat_acc: dict[str, dict[str, float]] = {}
+    tat_ndcg: dict[str, dict[str, float]] = {}
+    languages = list(tatoeba_langs) if tatoeba_langs else tatoeba.query_languages()
+    for lang in languages:
+        topics, corpus, qrels = tatoeba.pair(lang, "eng")
+        topics = strided(topics, tatoeba_queries)
+        index = cached_index(tatoeba, [corpus.stem], cache, config, name=f"tatoeba-{lang}")
+        with Searcher(index, reranker=reranker) as searcher:
+            runs = subsets.runs(searcher, topics, channels)
+        scored = subsets.score(runs, qrels, f"tatoeba-{lang}", ["Success@1", "nDCG@10"])
+        for system in runs:
+            tat_acc.setdefault(system, {})[lang] = scored["Success@1"][system]
+            tat_ndcg.setdefault(system, {})[lang] = scored["nDCG@10"][system]
     wall, cpu = time.perf_counter() - started, _cpu() - cpu0
+
+    first, reranked = subsets.per_query[FIRST], subsets.per_query[RERANKED]
+    t_p, r_p = paired_ttest(reranked, first), randomization_test(reranked, first)
     info = getattr(reranker, "info", {}) or {}
     avg_valid = (info.get("valid_mrr10_averaged") or {}).get("mean", {})
     last_valid = (info.get("valid_mrr10_last") or {}).get("mean", {})
+    main_pairs = {s: v for s, v in pairs.items() if "same queries" not in s and s != LAST}
+    last_rows = {s: v for s, v in pairs.items() if "same queries" in s or s == LAST}
     lines = [
-        f"Reranker: `{reranker.name}` ({json.dumps(getattr(reranker, 'describe', dict)())}); trained by "
-        f"`{info.get('command', '?')}` on English only. Subset: {args.queries} queries per pair / per pool "
-        f"language at a fixed stride through each query file; pairs rerank the fused top {args.k}, the pool "
-        f"the fused top {args.pool_k} (the first stage's top 100 follow unchanged). The first stage is "
-        "measured on the same queries. Command: `python -m eval.rerank_eval --data ../shared/data "
-        f"--queries {args.queries} --k {args.k} --pool-k {args.pool_k} --pool-langs {args.pool_langs}`.",
+        f"Reranker `{reranker.name}`, trained on English only by `{info.get('command', '?')}`. "
+        f"Subsets (fixed stride through each query file): {queries} queries per XQuAD pair, {pool_queries} per "
+        f"pool query language, {tatoeba_queries} per Tatoeba language; the fused top {k} is reranked; the first "
+        "stage is measured on the same queries.",
         "",
-        *table(pairs, pair_names, "nDCG@10, XQuAD pairs (subset)"),
+        *_pair_table(main_pairs, pair_names, f"nDCG@10, XQuAD pairs ({queries} queries each)"),
         "",
-        *table(pool, pool_langs, "nDCG@10, multilingual pool (subset)"),
+        *_pair_table(pool, pool_langs, f"nDCG@10, 12-language pool ({pool_queries} queries per language)"),
         "",
-        *table(bias, pool_langs, "pool language bias (1 = top 10 all in the query's language)"),
+        *_pair_table(
+            bias, pool_langs, "pool language bias (0 = none, 1 = top 10 all in the query's language)"
+        ),
         "",
-        f"English validation MRR@10 at training (held-out MS MARCO + SQuAD queries, dense top "
+        "| Tatoeba, all languages -> English | languages | accuracy@1 | nDCG@10 |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {s} | {len(languages)} | {statistics.mean(tat_acc[s].values()):.3f} | "
+            f"{statistics.mean(tat_ndcg[s].values()):.3f} |"
+            for s in tat_acc
+        ],
+        "",
+        f"fused + rerank vs fused, every subset query above ({len(first)}): mean nDCG@10 "
+        f"{statistics.mean(reranked.values()):.3f} vs {statistics.mean(first.values()):.3f}, paired t-test "
+        f"p = {t_p:.2g}, randomization test p = {r_p:.2g}.",
+        "",
+        f"Checkpoint averaging (shipped) vs the last checkpoint, zero-shot, {last_queries} queries per pair:",
+        "",
+        *_pair_table(last_rows, pair_names, "nDCG@10, XQuAD pairs"),
+        "",
+        f"English validation MRR@10 at training (held-out MS MARCO + SQuAD queries, the dense top "
         f"{info.get('settings', {}).get('valid_depth', '?')} reranked): dense {avg_valid.get('dense', '?')}, "
         f"averaged checkpoints {avg_valid.get('rerank', '?')}, last checkpoint {last_valid.get('rerank', '?')}; "
-        f"interpolation weight chosen there: {weight:g}.",
-        "",
+        f"interpolation weight chosen there: {subsets.weight:g}.",
     ]
-    if latency:
-        walls, cpus = [w for w, _ in latency], [c for _, c in latency]
-        lines.append(
-            f"Reranking latency, k=100 (XQuAD paragraphs, max length {getattr(reranker, 'max_length', '?')}, "
-            f"batch 16, 2 threads, shared 2-core CPU, {len(latency)} queries): wall {statistics.median(walls):.1f} s "
-            f"per query (median), CPU {statistics.median(cpus):.1f} s per query; with a time budget "
-            "(`rerank_budget_s` / `--rerank-budget`) the unscored tail keeps the first-stage order."
-        )
-    lines.append(f"This run: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU.")
-    body = "\n".join(lines)
-    replace_section(args.results, "rerank", body)
-    print(body)
-    return body
+    if subsets.latency:
+        walls, cpus = [w for w, _ in subsets.latency], [c for _, c in subsets.latency]
+        lines += [
+            "",
+            f"Reranking latency, k={k}, XQuAD paragraphs ({len(walls)} queries, max length "
+            f"{getattr(reranker, 'max_length', '?')}, {'bf16' if _bf16(reranker) else 'fp32'}, 2 threads): wall "
+            f"p50 {np.percentile(walls, 50):.2f} s, p95 {np.percentile(walls, 95):.2f} s per query; CPU "
+            f"{statistics.median(cpus):.2f} s per query (median). With a time budget (`rerank_budget_s`, the "
+            "server's `rerank_budget_ms`) the unscored tail keeps the first-stage order.",
+        ]
+    lines += ["", f"This task: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU."]
+    means = {f"pairs {s}": statistics.mean(v.values()) for s, v in main_pairs.items()}
+    means.update({f"pool {s}": statistics.mean(v.values()) for s, v in pool.items()})
+    means.update({f"tatoeba {s} acc@1": statistics.mean(v.values()) for s, v in tat_acc.items()})
+    return "\n".join(lines), means
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def _bf16(reranker: Reranker) -> bool:
+    from retrieval.rerank import bf16_supported
+
+    precision = getattr(reranker, "precision", "fp32")
+    return precision == "bf16" or (
+        precision == "auto" and bf16_supported(str(getattr(reranker, "device", "cpu")))
+    )
