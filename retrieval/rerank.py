@@ -121,6 +121,30 @@ def autocast(device: str, precision: str = "auto") -> Any:
     return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
+def fp32_scoring_head(module: Any) -> None:
+    """Run ``module`` (a scoring head) in float32 even inside a bf16 autocast.
+
+    bfloat16 keeps 8 bits of mantissa: head outputs of 4.03 and 4.05 are the same bf16 number, and close
+    candidates would tie. The encoder's last layer norm already runs in float32 under autocast, so a float32
+    head restores the scores' resolution at no measurable cost.
+    """
+    import torch
+
+    if module is None or getattr(module, "_xlir_fp32", False):
+        return
+    forward = module.forward
+
+    def fp32(value: Any) -> Any:
+        return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+    def forward_fp32(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return forward(*(fp32(a) for a in args), **{k: fp32(v) for k, v in kwargs.items()})
+
+    module.forward = forward_fp32
+    module._xlir_fp32 = True
+
+
 def _check_texts(query: str, texts: Sequence[str]) -> list[str]:
     if not isinstance(query, str):
         raise RerankerError(f"the query must be a string, got {type(query).__name__}")
@@ -172,6 +196,7 @@ def new_rank_adapter(model: Any, reduction: int = 16, leave_out: Sequence[int] =
     config = SeqBnConfig(reduction_factor=reduction, leave_out=list(leave_out))
     model.add_adapter(RANK_ADAPTER, config=config, overwrite_ok=True)
     model.add_classification_head(RANK_ADAPTER, num_labels=1, overwrite_ok=True)
+    fp32_scoring_head(model.heads[RANK_ADAPTER])
     model.train_adapter(RANK_ADAPTER)
     model.active_adapters = RANK_ADAPTER
     model.active_head = RANK_ADAPTER
@@ -285,6 +310,7 @@ class AdapterReranker:
             self.model.load_adapter(
                 str(self.path), load_as=RANK_ADAPTER, with_head=True, use_safetensors=self._safetensors()
             )
+        fp32_scoring_head(self.model.heads[RANK_ADAPTER])
         self.languages: dict[str, str] = {}
         for lang, folder in (language_adapters or {}).items():
             self.add_language_adapter(lang, folder)
@@ -460,6 +486,7 @@ class CrossEncoderReranker:
                     "(…ForSequenceClassification); pass a cross-encoder or an adapter reranker folder."
                 )
             self.model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+        fp32_scoring_head(getattr(self.model, "classifier", None))
         self.model.to(self.device).eval()
         if self.model.config.num_labels not in (1, 2):
             raise RerankerError(
@@ -563,9 +590,10 @@ def rerank(
 ) -> Ranking:
     """Rerank the top ``k`` hits of ``ranking`` for ``query``; hits below ``k`` follow unchanged.
 
-    ``texts``: docid -> text mapping, or a callable from docids to ``(text, lang)`` pairs. Hits are scored in
-    first-stage order, ``batch_size`` at a time; before each batch, if ``budget_s`` (seconds for this query)
-    would be exceeded by another batch as long as the last one, scoring stops: the scored hits are reordered
+    ``texts``: docid -> text mapping, or a callable from docids to ``(text, lang)`` pairs. Without a budget,
+    hits are scored ``batch_size`` at a time in order of text length (less padding). With ``budget_s``
+    (seconds for this query) they are scored in first-stage order; before each batch, if the budget would
+    be exceeded by another batch as long as the last one, scoring stops: the scored hits are reordered
     by reranker score, the unscored keep their first-stage order and score after them, and the ranking's
     source ends in ``+rerank-partial`` (``+rerank`` when all were scored).
     """
@@ -579,25 +607,34 @@ def rerank(
         raise RerankerError(f"interpolate must be within [0, 1], got {interpolate}")
     started = time.perf_counter()
     head, tail = list(ranking.hits[:k]), list(ranking.hits[k:])
-    scores: list[float] = []
-    last = 0.0
-    for start in range(0, len(head), batch_size):
+    pairs = _lookup(texts, [h.docid for h in head], [h.lang for h in head])
+    # Without a budget every hit is scored: batch texts of similar length together (less padding). With
+    # one, score in first-stage order so that a cut keeps the best candidates reranked.
+    scoring = (
+        sorted(range(len(head)), key=lambda i: -len(pairs[i][0])) if budget_s is None else range(len(head))
+    )
+    batches = [list(scoring[start : start + batch_size]) for start in range(0, len(head), batch_size)]
+    values = np.zeros(len(head), dtype=np.float64)
+    n, last = 0, 0.0
+    for members in batches:
         elapsed = time.perf_counter() - started
         if budget_s is not None and (budget_s == 0 or elapsed + last > budget_s):
             break
-        part = head[start : start + batch_size]
         batch_started = time.perf_counter()
-        pairs = _lookup(texts, [h.docid for h in part], [h.lang for h in part])
         value = reranker.score(
-            query, [t for t, _ in pairs], query_lang=query_lang, doc_langs=[lang for _, lang in pairs]
+            query,
+            [pairs[i][0] for i in members],
+            query_lang=query_lang,
+            doc_langs=[pairs[i][1] for i in members],
         )
-        if len(value) != len(part):
+        if len(value) != len(members):
             raise RerankerError(
-                f"reranker {reranker.name!r} returned {len(value)} scores for {len(part)} texts"
+                f"reranker {reranker.name!r} returned {len(value)} scores for {len(members)} texts"
             )
-        scores.extend(float(v) for v in value)
+        values[members] = np.asarray(value, dtype=np.float64)
+        n += len(members)
         last = time.perf_counter() - batch_started
-    n = len(scores)
+    scores = [float(v) for v in values[:n]]
     complete = n == len(head)
     if n < len(head):
         log.warning(
