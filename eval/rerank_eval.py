@@ -14,9 +14,9 @@ first stage on the same queries beside it:
 
 The first stage is ``Searcher``'s fused ranking over every channel of the same indexes the other tasks
 use; its top ``k`` (100) are reranked by the shipped reranker. Rows: the channels and the fused first
-stage, fused + rerank (averaged checkpoints, what ships), the reranker's score interpolated with the first
-stage's (the weight chosen on English validation at training), and the last checkpoint instead of the
-average (on ``last_queries`` per pair). A paired t-test and a randomization test compare fused + rerank
+stage, fused + rerank as ``--rerank`` returns it (averaged checkpoints, the reranker's score interpolated
+with the first stage's at the weight chosen on English validation at training), the reranker's score
+alone, and the last checkpoint instead of the average (on ``last_queries`` per pair). A paired t-test and a randomization test compare fused + rerank
 with the fused first stage over all subset queries. Latency: wall and CPU seconds per query for k=100.
 """
 
@@ -36,7 +36,7 @@ from eval.grid import cached_index, language_bias
 from eval.metrics import evaluate, paired_ttest, randomization_test
 from indexing.config import IndexConfig
 from retrieval.ranking import ChannelScore, Hit, Ranking
-from retrieval.rerank import RERANK_SOURCE, AdapterReranker, Reranker, reranker_for
+from retrieval.rerank import RERANK_SOURCE, AdapterReranker, Reranker, first_stage_weight, reranker_for
 from retrieval.searcher import Searcher
 
 log = logging.getLogger("eval.rerank_eval")
@@ -44,6 +44,7 @@ log = logging.getLogger("eval.rerank_eval")
 Run = dict[str, Ranking]
 FIRST = "xlir fused (first stage)"
 RERANKED = "fused + rerank"
+ALONE = "fused + rerank, reranker score alone"
 LAST = "fused + rerank, last checkpoint"
 
 
@@ -83,14 +84,6 @@ def interpolated(first: Run, reranked: Run, weight: float) -> Run:
     return out
 
 
-def chosen_weight(reranker: Reranker) -> float:
-    """The interpolation weight with the best mean English validation MRR@10 recorded at training."""
-    info = getattr(reranker, "info", {}) or {}
-    valid = (info.get("valid_mrr10_averaged") or {}).get("mean") or {}
-    options = {0.0 if key == "rerank" else float(key[6:]): v for key, v in valid.items() if key != "dense"}
-    return max(options, key=lambda w: (options[w], -w)) if options else 0.0
-
-
 def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() if x.std() > 1e-12 else 1.0)
 
@@ -105,7 +98,7 @@ class RerankSubsets:
 
     def __init__(self, reranker: Reranker, last: Reranker | None, k: int) -> None:
         self.reranker, self.last, self.k = reranker, last, k
-        self.weight = chosen_weight(reranker)
+        self.weight = first_stage_weight(reranker)
         self.latency: list[tuple[float, float]] = []
         self.per_query: dict[str, dict[str, float]] = {FIRST: {}, RERANKED: {}}
 
@@ -113,7 +106,7 @@ class RerankSubsets:
         out: Run = {}
         for qid, text in topics.items():
             wall, cpu = time.perf_counter(), _cpu()
-            out[qid] = searcher.rerank_ranking(text, first[qid], rerank_k=self.k)
+            out[qid] = searcher.rerank_ranking(text, first[qid], rerank_k=self.k, interpolate=0.0)
             if timed:
                 self.latency.append((time.perf_counter() - wall, _cpu() - cpu))
         return out
@@ -278,7 +271,7 @@ def rerank_task(
         f"English validation MRR@10 at training (held-out MS MARCO + SQuAD queries, the dense top "
         f"{info.get('settings', {}).get('valid_depth', '?')} reranked): dense {avg_valid.get('dense', '?')}, "
         f"averaged checkpoints {avg_valid.get('rerank', '?')}, last checkpoint {last_valid.get('rerank', '?')}; "
-        f"interpolation weight chosen there: {subsets.weight:g}.",
+        f"first-stage weight chosen there (used by `--rerank`): {subsets.weight:g}.",
     ]
     if subsets.latency:
         walls, cpus = [w for w, _ in subsets.latency], [c for _, c in subsets.latency]

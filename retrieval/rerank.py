@@ -658,6 +658,27 @@ def rerank(
     return Ranking(source=ranking.source + suffix, hits=tuple(reranked + head[n:] + tail))
 
 
+def first_stage_weight(reranker: Reranker) -> float:
+    """The first stage's weight when ``reranker``'s score is interpolated with it (0 = reranker alone).
+
+    An adapter reranker records it at training (``first_stage_weight`` in reranker.json: the weight with
+    the best held-out English MRR@10 among those validated, ``valid_mrr10_averaged``); other rerankers
+    and older files without it score alone.
+    """
+    info = getattr(reranker, "info", None) or {}
+    if "first_stage_weight" in info:
+        return float(info["first_stage_weight"])
+    return best_weight(info.get("valid_mrr10_averaged") or {})
+
+
+def best_weight(validation: Mapping[str, Any]) -> float:
+    """The weight with the best mean MRR@10 in a validation record (``rerank`` = 0, ``interp0.3`` = 0.3),
+    the smaller weight on a tie; 0 when there is none."""
+    mean = validation.get("mean") or {}
+    options = {0.0 if key == "rerank" else float(key[6:]): v for key, v in mean.items() if key != "dense"}
+    return max(options, key=lambda w: (options[w], -w)) if options else 0.0
+
+
 def rerank_status(ranking: Ranking) -> Literal["reranked", "partial", "none"]:
     """Whether ``ranking`` came out of :func:`rerank` whole, cut by its time budget, or not reranked."""
     if ranking.source.endswith("+rerank-partial"):

@@ -44,6 +44,7 @@ from retrieval.rerank import (
     RERANKER_CONFIG,
     AdapterReranker,
     autocast,
+    best_weight,
     bf16_supported,
     load_backbone,
     logits,
@@ -340,6 +341,8 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
         "averaged_checkpoints": [at for at, _ in snapshots if at >= first_kept],
         "valid_mrr10_last": valid_last,
         "valid_mrr10_averaged": valid_avg,
+        # the weight of the first stage's score when interpolated with the reranker's, chosen on English
+        "first_stage_weight": best_weight(valid_avg),
     }
     save_reranker(model, out, {**info, "weights": "averaged"})
     _load_trainable(model, last_state)

@@ -317,14 +317,17 @@ class Searcher:
         rerank_k: int = 100,
         budget_s: float | None = None,
         batch_size: int = 16,
+        interpolate: float | None = None,
     ) -> Ranking:
         """Rerank the top ``rerank_k`` of ``ranking`` with document texts from this index's store.
 
         The query's language (detected) and each document's language go to the reranker (they select
         language adapters where it has them). Past the time budget, unscored hits keep the first-stage
-        order (see :func:`retrieval.rerank.rerank`).
+        order (see :func:`retrieval.rerank.rerank`). ``interpolate``: the first stage's weight in the final
+        score (z-normalized scores); None = the weight the reranker was validated with on English at
+        training (:func:`retrieval.rerank.first_stage_weight`), 0 = the reranker's score alone.
         """
-        from retrieval.rerank import RerankerError, rerank
+        from retrieval.rerank import RerankerError, first_stage_weight, rerank
 
         if rerank_k < 1:
             raise QueryError(f"rerank_k must be 1 or more (got {rerank_k}).")
@@ -348,6 +351,7 @@ class Searcher:
             lookup,
             k=rerank_k,
             batch_size=batch_size,
+            interpolate=first_stage_weight(self.reranker) if interpolate is None else interpolate,
             budget_s=budget_s,
             query_lang=_query_language(query),
         )

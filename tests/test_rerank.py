@@ -19,6 +19,8 @@ from retrieval.rerank import (
     AdapterReranker,
     CrossEncoderReranker,
     RerankerError,
+    best_weight,
+    first_stage_weight,
     load_backbone,
     new_rank_adapter,
     rerank,
@@ -279,3 +281,18 @@ def test_searcher_reranks_fused_hits_from_its_document_store(sample_index: Path)
         assert [h.docid for h in cut.hits] == [h.docid for h in plain.hits]  # budget 0: first-stage order
         with pytest.raises(QueryError, match="rerank_k"):
             searcher.search(plain.query, rerank=True, rerank_k=0)
+
+
+def test_first_stage_weight_is_the_one_chosen_on_english_validation(tiny: dict[str, Path]) -> None:
+    validation = {
+        "mean": {"dense": 0.9, "rerank": 0.8, "interp0.1": 0.85, "interp0.3": 0.95, "interp0.5": 0.95}
+    }
+    assert best_weight(validation) == 0.3  # the best, the smaller weight on a tie
+    assert best_weight({}) == 0.0
+    reranker = AdapterReranker(str(tiny["rank"]), device="cpu")
+    reranker.info = {"valid_mrr10_averaged": validation}
+    assert first_stage_weight(reranker) == 0.3
+    reranker.info = {"first_stage_weight": 0.2, "valid_mrr10_averaged": validation}
+    assert first_stage_weight(reranker) == 0.2  # recorded at training wins
+    shipped = AdapterReranker(DEFAULT_RERANKER, device="cpu")
+    assert 0.0 <= first_stage_weight(shipped) <= 1.0
