@@ -53,13 +53,19 @@ BIAS_DEPTH = 10
 
 
 def cached_index(
-    collection: Collection, corpus_names: Sequence[str], cache_dir: str | Path, config: IndexConfig, name: str
+    collection: Collection,
+    corpus_names: Sequence[str],
+    cache_dir: str | Path,
+    config: IndexConfig,
+    name: str,
+    fresh: bool = False,
 ) -> Path:
     """The index over the collection's ``corpus/<name>.jsonl`` files, built once under ``cache_dir`` and reused.
 
     Documents are read as ``xlir index build`` reads a collection (a ``<lang>-for-<X>`` side file is in
     ``<lang>``). The cache key is the corpus files (resolved path, size, modification time) and the config,
-    so an edited corpus or another config builds a new index in ``<cache_dir>/<name>-<key>``.
+    so an edited corpus or another config builds a new index in ``<cache_dir>/<name>-<key>``. ``fresh``
+    rebuilds it even when cached (to measure the build).
     """
     from indexing.builder import build_index
     from indexing.readers import read_collection_corpus
@@ -74,7 +80,7 @@ def cached_index(
     }
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:12]
     target = Path(cache_dir) / f"{name}-{key}"
-    if (target / "manifest.json").is_file():
+    if not fresh and (target / "manifest.json").is_file():
         logger.info("reusing cached index %s", target)
         return target
     logger.info("building index %s over %d corpus file(s)", target, len(paths))
