@@ -89,6 +89,10 @@ class RerankTrainSettings:
     sets: tuple[str, ...] = field(default_factory=lambda: TRAIN_SETS)
 
 
+#: First-stage weights validated for interpolation (0 = the reranker alone).
+VALID_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+
+
 @dataclass
 class Split:
     """One set's texts, training groups (query, positive, mined negatives) and validation candidates."""
@@ -159,7 +163,7 @@ def _z(x: np.ndarray) -> np.ndarray:
 def validate(reranker: AdapterReranker, splits: Sequence[Split]) -> dict[str, Any]:
     """MRR@10 on held-out queries: dense order, reranked, and interpolations (weight of the dense score)."""
     result: dict[str, Any] = {}
-    weights = (0.0, 0.1, 0.2, 0.3, 0.5)
+    weights = VALID_WEIGHTS
     per_weight: dict[float, list[float]] = {w: [] for w in weights}
     dense_all = []
     for s in splits:
@@ -350,6 +354,32 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
     return info
 
 
+def revalidate(settings: RerankTrainSettings) -> dict[str, Any]:
+    """Validate an already trained reranker (``settings.out_dir``, averaged and ``last``) again on the same
+    held-out English queries, e.g. over a wider weight grid, and update both ``reranker.json`` files."""
+    from indexing.token_encoders import HFTokenEncoder
+
+    out = Path(settings.out_dir)
+    data_dir = Path(settings.data_dir) if settings.data_dir else default_train_dir()
+    encoder = HFTokenEncoder(settings.model, query_max_length=64, doc_max_length=256, device=settings.device)
+    splits = [prepare_set(name, data_dir, settings, encoder) for name in settings.sets]
+    results = {}
+    for folder, key in ((out, "valid_mrr10_averaged"), (out / "last", "valid_mrr10_last")):
+        reranker = AdapterReranker(str(folder), device=settings.device, precision=settings.precision)
+        results[key] = validate(reranker, splits)
+        log.info("%s: %s", key, results[key]["mean"])
+    for folder in (out, out / "last"):
+        path = folder / RERANKER_CONFIG
+        info = json.loads(path.read_text("utf-8"))
+        info.update(results, first_stage_weight=best_weight(results["valid_mrr10_averaged"]))
+        info["revalidated"] = {
+            "weights": list(VALID_WEIGHTS),
+            "command": "xlir train reranker --revalidate ...",
+        }
+        path.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line of ``xlir train reranker`` (argparse): prints the validation scores as JSON."""
     parser = argparse.ArgumentParser(prog="xlir train reranker", description=__doc__.split("\n\n")[0])
@@ -376,10 +406,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"))
+    parser.add_argument(
+        "--revalidate",
+        action="store_true",
+        help="validate the reranker already in --out again (same held-out queries) and update its reranker.json",
+    )
     args = parser.parse_args(argv)
     values = vars(args)
+    again = values.pop("revalidate")
     settings = RerankTrainSettings(data_dir=values.pop("data_dir"), out_dir=values.pop("out"), **values)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if again:
+        result = revalidate(settings)
+        print(json.dumps({k: v["mean"] for k, v in result.items()}))
+        return result
     command = "xlir train reranker " + " ".join(argv if argv is not None else sys.argv[1:])
     info = train_reranker(settings, command)
     print(json.dumps({k: info[k] for k in ("valid_mrr10_last", "valid_mrr10_averaged", "total_seconds")}))
