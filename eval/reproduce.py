@@ -834,7 +834,6 @@ def main(argv: list[str] | None = None) -> int:
                 CHANNELS,
                 None,
                 queries=args.rerank_queries if args.limit is None else min(args.limit, args.rerank_queries),
-                tatoeba_langs=args.tatoeba_langs.split(",") if args.tatoeba_langs else None,
             ),
             "tatoeba": lambda: tatoeba(
                 args.data,
