@@ -19,7 +19,9 @@ the channels, what ``Searcher`` returns by default). Tasks:
 
 Each task's table replaces its own section of the results file as soon as it is done; ``--check``
 compares the measured means with ``eval/regressions.json`` (the 2CR idea: expected scores are data) and
-exits 1 on a difference beyond the tolerance there.
+exits 1 on a difference beyond the tolerance there. Each task's entry there holds the arguments that
+reproduce it (``args``) and its expected means (``expected``); ``--update-expected`` writes both, and the
+slow test ``tests/test_regression.py`` reruns each entry's own command.
 """
 
 from __future__ import annotations
@@ -747,6 +749,11 @@ def _limit(topics: Mapping[str, str], limit: int | None) -> dict[str, str]:
     return dict(items if limit is None else items[:limit])
 
 
+def _cap(n: int, limit: int | None) -> int:
+    """A task's own query count, never above ``--limit`` when one is given."""
+    return n if limit is None else min(n, limit)
+
+
 def _judged(
     qrels: Mapping[str, Mapping[str, int]], topics: Mapping[str, str]
 ) -> dict[str, Mapping[str, int]]:
@@ -767,11 +774,46 @@ def _pair_table(table: Mapping[str, Mapping[str, float]], columns: Sequence[str]
 # --- driver ----------------------------------------------------------------------------------------------
 
 
+#: Options that say where things are on this machine, or what to do with the scores: not part of an
+#: experiment's command in the regression file.
+_LOCAL_OPTIONS = {"--tasks": True, "--data": True, "--cache": True, "--results": True}
+_LOCAL_FLAGS = {"--check", "--update-expected"}
+
+
+def task_args(argv: Sequence[str], task: str) -> list[str]:
+    """The arguments that reproduce ``task`` alone: ``--tasks task`` and every experiment option of ``argv``."""
+    out, skip = ["--tasks", task], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _LOCAL_FLAGS:
+            continue
+        if name in _LOCAL_OPTIONS:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def expected_scores(task: str) -> tuple[list[str], dict[str, float]]:
+    """The regression file's entry for ``task``: its command's arguments and its expected means."""
+    entry = json.loads(REGRESSIONS.read_text()).get(task, {})
+    return list(entry.get("args", ["--tasks", task])), dict(entry.get("expected", {}))
+
+
+def record_expected(task: str, args: list[str], means: Mapping[str, float]) -> None:
+    """Write ``task``'s command and measured means into the regression file (the other tasks stay)."""
+    regressions = json.loads(REGRESSIONS.read_text()) if REGRESSIONS.exists() else {"tolerance": 0.005}
+    regressions[task] = {"args": args, "expected": {k: round(v, 4) for k, v in means.items()}}
+    REGRESSIONS.write_text(json.dumps(regressions, indent=2) + "\n")
+
+
 def check(task: str, means: Mapping[str, float]) -> list[str]:
-    expected = json.loads(REGRESSIONS.read_text())
-    tolerance = expected.get("tolerance", 0.005)
+    tolerance = json.loads(REGRESSIONS.read_text()).get("tolerance", 0.005)
     problems = []
-    for system, value in expected.get(task, {}).items():
+    for system, value in expected_scores(task)[1].items():
         if system not in means:
             problems.append(f"{task}: {system} was not measured")
         elif abs(means[system] - value) > tolerance:
@@ -807,6 +849,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rerank-queries", type=int, default=30, help="rerank task: queries per XQuAD pair (a fixed stride)"
     )
+    parser.add_argument(
+        "--rerank-pool-queries", type=int, default=10, help="rerank task: queries per pool query language"
+    )
+    parser.add_argument(
+        "--rerank-tatoeba-queries", type=int, default=25, help="rerank task: queries per Tatoeba language"
+    )
+    parser.add_argument(
+        "--rerank-last-queries",
+        type=int,
+        default=10,
+        help="rerank task: queries per XQuAD pair for the last checkpoint (vs the averaged one)",
+    )
     parser.add_argument("--check", action="store_true", help="compare the means with eval/regressions.json")
     parser.add_argument("--update-expected", action="store_true", help="write the measured means as expected")
     args = parser.parse_args(argv)
@@ -817,8 +871,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         parser.error(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    if args.update_expected and args.limit is not None:
+        parser.error("--update-expected records full runs only; drop --limit")
     cache = args.cache or Path(os.environ.get("XLIR_HOME", Path.home() / ".cache" / "xlir")) / "eval-indexes"
-    command = "python -m eval.reproduce " + " ".join(argv if argv is not None else sys.argv[1:])
+    argv = list(argv if argv is not None else sys.argv[1:])
+    command = "python -m eval.reproduce " + " ".join(argv)
     problems: list[str] = []
     measured: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="xlir-reproduce-") as tmp:
@@ -833,7 +890,10 @@ def main(argv: list[str] | None = None) -> int:
                 cache,
                 CHANNELS,
                 None,
-                queries=args.rerank_queries if args.limit is None else min(args.limit, args.rerank_queries),
+                queries=_cap(args.rerank_queries, args.limit),
+                pool_queries=_cap(args.rerank_pool_queries, args.limit),
+                tatoeba_queries=_cap(args.rerank_tatoeba_queries, args.limit),
+                last_queries=_cap(args.rerank_last_queries, args.limit),
             ),
             "tatoeba": lambda: tatoeba(
                 args.data,
@@ -860,11 +920,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.check:
                 problems += check(task, means)
             if args.update_expected:  # after each task, so a long run that is stopped keeps what it measured
-                expected = (
-                    json.loads(REGRESSIONS.read_text()) if REGRESSIONS.exists() else {"tolerance": 0.005}
-                )
-                expected[task] = {k: round(v, 4) for k, v in means.items()}
-                REGRESSIONS.write_text(json.dumps(expected, indent=2) + "\n")
+                record_expected(task, task_args(argv, task), means)
     for problem in problems:
         print(f"REGRESSION {problem}", file=sys.stderr)
     return 1 if problems else 0

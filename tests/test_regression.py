@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from eval.reproduce import expected_scores, task_args
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -21,13 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
     "task", sorted(json.loads((REPO / "eval" / "regressions.json").read_text()).keys() - {"tolerance"})
 )
 def test_reproduced_scores_match_the_regression_file(task: str, shared_data: Path, tmp_path: Path) -> None:
+    args, expected = expected_scores(task)
+    assert expected, f"eval/regressions.json holds no expected scores for {task}"
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "eval.reproduce",
-            "--tasks",
-            task,
+            *args,
             "--check",
             "--data",
             str(shared_data),
@@ -40,3 +43,23 @@ def test_reproduced_scores_match_the_regression_file(task: str, shared_data: Pat
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "REGRESSION" not in done.stderr
+
+
+def test_a_task_command_keeps_the_experiment_options_and_drops_the_local_ones() -> None:
+    argv = [
+        "--tasks",
+        "xquad-pool,tatoeba",
+        "--data=../d",
+        "--cache",
+        "/c",
+        "--tatoeba-channels",
+        "bm25,dense",
+    ]
+    argv += ["--update-expected", "--results", "R.md", "--check"]
+    assert task_args(argv, "tatoeba") == ["--tasks", "tatoeba", "--tatoeba-channels", "bm25,dense"]
+
+
+def test_every_regression_entry_names_its_own_task() -> None:
+    for task in json.loads((REPO / "eval" / "regressions.json").read_text()).keys() - {"tolerance"}:
+        args, expected = expected_scores(task)
+        assert args[:2] == ["--tasks", task] and expected, task
