@@ -153,11 +153,16 @@ class Searcher:
         k: int = 10,
         langs: Collection[str] | None = None,
         channels: Sequence[str] | None = None,
+        searched: Mapping[str, Mapping[str, Ranking]] | None = None,
     ) -> dict[str, Ranking]:
         """Fused rankings for many queries (qid -> text): what eval runs consume.
 
         Channels that offer ``batch_search`` get every query in one call (one encoder batch for the
-        neural channels); the others are searched query by query.
+        neural channels); the others are searched query by query. ``searched`` (channel -> qid ->
+        ranking) holds what this searcher already returned for one channel alone, with the same
+        ``langs`` and at a depth of at least ``max(k, 100)``: a fused search reuses those rankings
+        wherever it would search that channel over the same languages (every channel but a lexical one
+        kept to the query's language), instead of encoding and searching the queries again.
         """
         qids = list(queries)
         texts = [self._check_query(queries[qid], k) for qid in qids]
@@ -172,10 +177,14 @@ class Searcher:
         for name in wanted:
             # Queries that share a search scope for this channel are searched together.
             groups: dict[frozenset[str] | None, list[int]] = {}
+            results: list[Ranking] = [Ranking(source=name)] * len(texts)
+            reusable = (searched or {}).get(name, {})
             for i, query_lang in enumerate(query_langs):
                 scope = self._scope(name, lang_filter, query_lang, fused)
+                if qids[i] in reusable and scope == lang_filter:
+                    results[i] = reusable[qids[i]]
+                    continue
                 groups.setdefault(None if scope is None else frozenset(scope), []).append(i)
-            results: list[Ranking] = [Ranking(source=name)] * len(texts)
             for scope, members in groups.items():
                 if scope is not None and not scope:
                     continue

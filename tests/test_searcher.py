@@ -123,3 +123,25 @@ def test_fused_search_crosses_languages_and_keeps_bm25_to_the_query_language(neu
         assert [h.docid for h in fused100.hits[:20] if h.lang != "en"] == [
             h.docid for h in dense.hits[:20] if h.lang != "en"
         ]
+
+
+def test_fused_rankings_reuse_channels_already_searched_alone(neural_index: Path) -> None:
+    queries = {
+        "q1": "How many points did the Panthers defense surrender?",
+        "q2": "Wer gewann den Super Bowl?",
+    }
+    with Searcher(neural_index) as searcher:
+        alone = {c: searcher.rankings(queries, k=100, channels=[c]) for c in ("bm25", "dense")}
+        fresh = searcher.rankings(queries, k=100)
+        dense = searcher._channels["dense"]
+        calls: list[int] = []
+        original = dense.batch_search
+        dense.batch_search = lambda texts, k, langs: calls.append(len(texts)) or original(texts, k, langs)
+        try:
+            reused = searcher.rankings(queries, k=100, searched=alone)
+        finally:
+            del dense.batch_search
+    assert calls == [], "dense was searched alone already; the fused run must not encode the queries again"
+    for qid in queries:
+        assert reused[qid].docids == fresh[qid].docids
+        assert [h.score for h in reused[qid]] == pytest.approx([h.score for h in fresh[qid]])
