@@ -17,8 +17,9 @@ The first stage is ``Searcher``'s fused ranking over every channel of the same i
 use; its top ``k`` (100) are reranked by the shipped reranker. Rows: the channels and the fused first
 stage, fused + rerank as ``--rerank`` returns it (averaged checkpoints, the reranker's score interpolated
 with the first stage's at the weight chosen on English validation at training), the reranker's score
-alone, and the last checkpoint instead of the average (on ``last_queries`` per pair). A paired t-test and a randomization test compare fused + rerank
-with the fused first stage over all subset queries. Latency: wall and CPU seconds per query for k=100.
+alone, and the last checkpoint's score alone beside the averaged one's (on ``last_queries`` per pair).
+Paired t-tests and randomization tests compare fused + rerank, and the score alone, with the fused first
+stage over all subset queries. Latency: wall and CPU seconds per query for k=100.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ log = logging.getLogger("eval.rerank_eval")
 
 Run = dict[str, Ranking]
 FIRST = "xlir fused (first stage)"
+#: what ``--rerank`` returns: the reranker's score interpolated with the first stage's at the weight chosen on
+#: English validation at training (reranker.json ``first_stage_weight``)
 RERANKED = "fused + rerank"
 ALONE = "fused + rerank, reranker score alone"
-LAST = "fused + rerank, last checkpoint"
+LAST = "reranker score alone, last checkpoint"
+AVERAGED = "reranker score alone, averaged checkpoints (shipped)"
 
 
 def strided(topics: Mapping[str, str], n: int) -> dict[str, str]:
@@ -101,7 +105,7 @@ class RerankSubsets:
         self.reranker, self.last, self.k = reranker, last, k
         self.weight = first_stage_weight(reranker)
         self.latency: list[tuple[float, float]] = []
-        self.per_query: dict[str, dict[str, float]] = {FIRST: {}, RERANKED: {}}
+        self.per_query: dict[str, dict[str, float]] = {FIRST: {}, RERANKED: {}, ALONE: {}}
 
     def rerank(self, searcher: Searcher, topics: Mapping[str, str], first: Run, timed: bool = False) -> Run:
         out: Run = {}
@@ -123,19 +127,16 @@ class RerankSubsets:
         first = searcher.rankings(topics, k=100)
         runs = {f"xlir {c}": searcher.rankings(topics, k=100, channels=[c]) for c in channels}
         runs[FIRST] = first
-        runs[RERANKED] = reranked = self.rerank(searcher, topics, first, timed)
-        runs[f"fused + rerank, interpolated (weight {self.weight:g})"] = interpolated(
-            first, reranked, self.weight
-        )
+        # the reranker scores each query once; --rerank's interpolation is applied to those scores
+        runs[ALONE] = alone = self.rerank(searcher, topics, first, timed)
+        runs[RERANKED] = interpolated(first, alone, self.weight)
         if self.last is not None and last_topics:
             with Searcher(searcher.index_dir, reranker=self.last) as other:
                 runs[LAST] = {
                     q: other.rerank_ranking(t, first[q], rerank_k=self.k) for q, t in last_topics.items()
                 }
                 runs[f"{FIRST}, same queries as the last checkpoint"] = {q: first[q] for q in last_topics}
-                runs[f"{RERANKED}, same queries as the last checkpoint"] = {
-                    q: reranked[q] for q in last_topics
-                }
+                runs[AVERAGED] = {q: alone[q] for q in last_topics}
         return runs
 
     def score(
@@ -233,12 +234,14 @@ def rerank_task(
     wall, cpu = time.perf_counter() - started, _cpu() - cpu0
 
     first, reranked = subsets.per_query[FIRST], subsets.per_query[RERANKED]
+    alone = subsets.per_query[ALONE]
     t_p, r_p = paired_ttest(reranked, first), randomization_test(reranked, first)
+    t_alone, r_alone = paired_ttest(alone, first), randomization_test(alone, first)
     info = getattr(reranker, "info", {}) or {}
     avg_valid = (info.get("valid_mrr10_averaged") or {}).get("mean", {})
     last_valid = (info.get("valid_mrr10_last") or {}).get("mean", {})
-    main_pairs = {s: v for s, v in pairs.items() if "same queries" not in s and s != LAST}
-    last_rows = {s: v for s, v in pairs.items() if "same queries" in s or s == LAST}
+    last_rows = {s: v for s, v in pairs.items() if "same queries" in s or s in (LAST, AVERAGED)}
+    main_pairs = {s: v for s, v in pairs.items() if s not in last_rows}
     lines = [
         f"Reranker `{reranker.name}`, trained on English only by `{info.get('command', '?')}`. "
         f"Subsets (fixed stride through each query file): {queries} queries per XQuAD pair, {pool_queries} per "
@@ -261,11 +264,14 @@ def rerank_task(
             for s in tat_acc
         ],
         "",
-        f"fused + rerank vs fused, every subset query above ({len(first)}): mean nDCG@10 "
-        f"{statistics.mean(reranked.values()):.3f} vs {statistics.mean(first.values()):.3f}, paired t-test "
-        f"p = {t_p:.2g}, randomization test p = {r_p:.2g}.",
+        f"Every subset query above ({len(first)}), mean nDCG@10: fused first stage "
+        f"{statistics.mean(first.values()):.3f}; fused + rerank (weight {subsets.weight:g}) "
+        f"{statistics.mean(reranked.values()):.3f}, paired t-test p = {t_p:.2g}, randomization test "
+        f"p = {r_p:.2g}; the reranker's score alone {statistics.mean(alone.values()):.3f}, paired t-test "
+        f"p = {t_alone:.2g}, randomization test p = {r_alone:.2g}.",
         "",
-        f"Checkpoint averaging (shipped) vs the last checkpoint, zero-shot, {last_queries} queries per pair:",
+        f"Checkpoint averaging (shipped) vs the last checkpoint, zero-shot, the reranker's score alone, "
+        f"{last_queries} queries per pair:",
         "",
         *_pair_table(last_rows, pair_names, "nDCG@10, XQuAD pairs"),
         "",
