@@ -648,11 +648,14 @@ def rerank(
         first = np.asarray([h.score for h in head[:n]], dtype=np.float64)
         final = (1 - interpolate) * _z(final) + interpolate * _z(first)
     order = sorted(range(n), key=lambda i: (-final[i], i))
+    # the reranker's own rank and score, as every channel's evidence is given; the hit's score (and the
+    # order) is the interpolated one where the first stage has a weight
+    own_rank = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: (-scores[i], i)), start=1)}
     reranked = []
-    for rank, i in enumerate(order, start=1):
+    for i in order:
         hit = head[i]
         sources = dict(hit.sources)
-        sources[RERANK_SOURCE] = ChannelScore(rank=rank, score=float(scores[i]))
+        sources[RERANK_SOURCE] = ChannelScore(rank=own_rank[i], score=float(scores[i]))
         reranked.append(Hit(docid=hit.docid, score=float(final[i]), lang=hit.lang, sources=sources))
     suffix = "+rerank" if complete else "+rerank-partial"
     return Ranking(source=ranking.source + suffix, hits=tuple(reranked + head[n:] + tail))

@@ -16,7 +16,7 @@ XLIR = [sys.executable, "-m", "xlir.cli"]
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     """The real command in a real process. XLIR_HOME is inherited: the prepared model is shared."""
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*XLIR, *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([*XLIR, *args], capture_output=True, text=True, env=env, timeout=900)
 
 
 def test_help_is_everywhere(tmp_path: Path) -> None:

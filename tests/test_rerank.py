@@ -165,6 +165,12 @@ def test_rerank_reorders_the_top_k_and_keeps_the_tail(tiny: dict[str, Path]) -> 
     assert all(RERANK_SOURCE not in h.sources for h in out.hits[5:])
     assert all("fused" in h.sources for h in out.hits)  # first-stage evidence is kept
     assert rerank_status(first) == "none"
+    # interpolated with the first stage: ordered by the mixed score, the reranker's own rank kept beside it
+    mixed = rerank(first, QUERY, reranker, texts, k=5, interpolate=0.5)
+    assert [h.score for h in mixed.hits[:5]] == sorted((h.score for h in mixed.hits[:5]), reverse=True)
+    own = {h.docid: h.sources[RERANK_SOURCE] for h in mixed.hits[:5]}
+    alone = {h.docid: h.sources[RERANK_SOURCE] for h in out.hits[:5]}
+    assert {d: s.rank for d, s in own.items()} == {d: s.rank for d, s in alone.items()}
 
 
 class SlowReranker:
