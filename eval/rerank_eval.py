@@ -38,7 +38,14 @@ from eval.grid import cached_index, language_bias
 from eval.metrics import evaluate, paired_ttest, randomization_test
 from indexing.config import IndexConfig
 from retrieval.ranking import ChannelScore, Hit, Ranking
-from retrieval.rerank import RERANK_SOURCE, AdapterReranker, Reranker, first_stage_weight, reranker_for
+from retrieval.rerank import (
+    RERANK_SOURCE,
+    AdapterReranker,
+    Reranker,
+    first_stage_weight,
+    reranker_for,
+    z_normalize,
+)
 from retrieval.searcher import Searcher
 
 log = logging.getLogger("eval.rerank_eval")
@@ -74,7 +81,7 @@ def interpolated(first: Run, reranked: Run, weight: float) -> Run:
             continue
         r = np.array([h.sources[RERANK_SOURCE].score for h in scored])
         f = np.array([base[h.docid] for h in scored])
-        mixed = (1 - weight) * _z(r) + weight * _z(f)
+        mixed = (1 - weight) * z_normalize(r) + weight * z_normalize(f)
         order = np.argsort(-mixed, kind="stable")
         hits = [
             Hit(
@@ -87,10 +94,6 @@ def interpolated(first: Run, reranked: Run, weight: float) -> Run:
         ]
         out[qid] = Ranking(ranking.source + "+interp", tuple(hits + rest))
     return out
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() if x.std() > 1e-12 else 1.0)
 
 
 def _cpu() -> float:
@@ -124,9 +127,10 @@ class RerankSubsets:
         timed: bool = False,
         last_topics: Mapping[str, str] | None = None,
     ) -> dict[str, Run]:
-        first = searcher.rankings(topics, k=100)
         runs = {f"xlir {c}": searcher.rankings(topics, k=100, channels=[c]) for c in channels}
-        runs[FIRST] = first
+        runs[FIRST] = first = searcher.rankings(
+            topics, k=100, searched={c: runs[f"xlir {c}"] for c in channels}
+        )
         # the reranker scores each query once; --rerank's interpolation is applied to those scores
         runs[ALONE] = alone = self.rerank(searcher, topics, first, timed)
         runs[RERANKED] = interpolated(first, alone, self.weight)

@@ -646,7 +646,7 @@ def rerank(
     final = np.asarray(scores, dtype=np.float64)
     if interpolate > 0 and n > 1:
         first = np.asarray([h.score for h in head[:n]], dtype=np.float64)
-        final = (1 - interpolate) * _z(final) + interpolate * _z(first)
+        final = (1 - interpolate) * z_normalize(final) + interpolate * z_normalize(first)
     order = sorted(range(n), key=lambda i: (-final[i], i))
     # the reranker's own rank and score, as every channel's evidence is given; the hit's score (and the
     # order) is the interpolated one where the first stage has a weight
@@ -691,7 +691,8 @@ def rerank_status(ranking: Ranking) -> Literal["reranked", "partial", "none"]:
     return "none"
 
 
-def _z(values: np.ndarray) -> np.ndarray:
+def z_normalize(values: np.ndarray) -> np.ndarray:
+    """Scores shifted to mean 0 and scaled to standard deviation 1 (a constant list only shifted)."""
     std = float(values.std())
     return (values - values.mean()) / (std if std > 1e-12 else 1.0)
 

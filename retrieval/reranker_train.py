@@ -50,6 +50,7 @@ from retrieval.rerank import (
     logits,
     new_rank_adapter,
     tokenize_pairs,
+    z_normalize,
 )
 
 log = logging.getLogger(__name__)
@@ -156,10 +157,6 @@ def _mrr(order_scores: Sequence[np.ndarray], gold: Sequence[int]) -> float:
     return total / max(1, len(gold))
 
 
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() if x.std() > 1e-12 else 1.0)
-
-
 def validate(reranker: AdapterReranker, splits: Sequence[Split]) -> dict[str, Any]:
     """MRR@10 on held-out queries: dense order, reranked, and interpolations (weight of the dense score)."""
     result: dict[str, Any] = {}
@@ -172,7 +169,10 @@ def validate(reranker: AdapterReranker, splits: Sequence[Split]) -> dict[str, An
         rer = [reranker.score(q, cands) for q, cands, _, _ in s.valid]
         entry = {"dense": round(_mrr(dense, gold), 4)}
         for w in weights:
-            mixed = [(1 - w) * _z(r.astype(np.float64)) + w * _z(d) for r, d in zip(rer, dense, strict=True)]
+            mixed = [
+                (1 - w) * z_normalize(r.astype(np.float64)) + w * z_normalize(d)
+                for r, d in zip(rer, dense, strict=True)
+            ]
             value = _mrr(mixed, gold)
             per_weight[w].append(value)
             entry["rerank" if w == 0 else f"interp{w}"] = round(value, 4)
