@@ -115,12 +115,19 @@ def load_train_set(root: Path, name: str, lang: str = "en") -> TrainSet:
     return TrainSet(name, queries, passages, positives)
 
 
-def subsample(data: TrainSet, max_queries: int, holdout: float, seed: int) -> TrainSet:
+def subsample(
+    data: TrainSet, max_queries: int, holdout: float, seed: int, from_end: bool = False
+) -> TrainSet:
     """A seeded subset: about ``max_queries`` training queries (plus their held-out share) and, as the corpus,
-    only the passages that are positives of the kept queries (how MS MARCO dev.small's corpus is made)."""
+    only the passages that are positives of the kept queries (how MS MARCO dev.small's corpus is made).
+
+    ``from_end``: take the queries from the end of the seeded permutation instead of its beginning, i.e.
+    disjoint from the subset the same seed gives without it (the shipped ColBERT head's training queries),
+    for a model that starts from that head and must be validated on queries it never saw."""
     qids = sorted(q for q in data.queries if q in data.positives)
     random.Random(seed).shuffle(qids)
-    keep = qids[: int(round(max_queries / max(1e-9, 1 - holdout)))]
+    n = int(round(max_queries / max(1e-9, 1 - holdout)))
+    keep = qids[len(qids) - n :] if from_end else qids[:n]
     pids = {data.positives[q] for q in keep}
     kept = set(keep)
     return TrainSet(

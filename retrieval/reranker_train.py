@@ -153,7 +153,8 @@ def prepare_set(name: str, data_dir: Path, settings: RerankTrainSettings, encode
     with ``settings.translate``, also the translations and the translated held-out queries' candidates."""
     data = load_train_set(data_dir, name)
     if settings.max_queries:
-        data = subsample(data, settings.max_queries, settings.holdout, settings.seed)
+        # from the end of the permutation: never the queries the shipped ColBERT head was trained on
+        data = subsample(data, settings.max_queries, settings.holdout, settings.seed, from_end=True)
     q_states = cached_states(encoder, list(data.queries.values()), True, f"{name}-q")
     d_states = cached_states(encoder, list(data.passages.values()), False, f"{name}-d")
     qvec, dvec = _pooled(q_states), _pooled(d_states)
@@ -161,10 +162,12 @@ def prepare_set(name: str, data_dir: Path, settings: RerankTrainSettings, encode
     pids = list(data.passages)
     texts = [data.passages[p] for p in pids]
     index = {p: i for i, p in enumerate(pids)}
-    qids = [q for q in data.queries if q in data.positives]
+    qids = sorted(q for q in data.queries if q in data.positives)
     random.Random(settings.seed).shuffle(qids)
     n_valid = max(1, int(round(len(qids) * settings.holdout)))
-    valid_ids, train_ids = qids[:n_valid][: settings.valid_queries], qids[n_valid:]
+    # held out from the *end* of the seeded permutation: ``subsample`` (the ColBERT head's training subset,
+    # which the gated reranker starts from) keeps its beginning, so validation never sees those queries
+    valid_ids, train_ids = qids[len(qids) - n_valid :][: settings.valid_queries], qids[: len(qids) - n_valid]
     train = []
     for qid in train_ids:
         sims = dvec @ qvec[qpos[qid]]
