@@ -183,7 +183,7 @@ def rerank_task(
     reranker = reranker_for(reranker_name, device="auto")
     last = None
     if isinstance(reranker, AdapterReranker) and (reranker.path / "last").is_dir():
-        last = AdapterReranker(str(reranker.path / "last"))
+        last = type(reranker)(str(reranker.path / "last"))  # the same kind (adapter or gated)
     subsets = RerankSubsets(reranker, last, k)
     config = IndexConfig(channels=tuple(channels))
     started, cpu0 = time.perf_counter(), _cpu()

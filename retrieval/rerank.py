@@ -305,6 +305,11 @@ class AdapterReranker:
             raise RerankerError(f"batch_size must be >= 1, got {batch_size}")
         self.path = resolve_reranker(str(reranker))
         self.info: dict[str, Any] = json.loads((self.path / RERANKER_CONFIG).read_text("utf-8"))
+        if self.info.get("kind") == "gated":
+            raise RerankerError(
+                f"{self.path} is a gated reranker: load it with retrieval.gated_rerank.GatedReranker or "
+                "reranker_for(name), which picks the class from its reranker.json."
+            )
         self.name = str(self.info.get("name") or self.path.name)
         self.backbone = backbone or str(self.info.get("backbone") or "multilingual-e5-small")
         self.prompts = dict(self.info.get("prompts") or E5_PROMPTS)
@@ -548,7 +553,8 @@ _CACHE_LOCK = threading.Lock()
 
 def reranker_for(name_or_path: str | Path | None = None, device: str = "auto") -> Reranker:
     """A reranker by name, loaded once per process: ``None``/``"default"`` -> the shipped
-    :data:`DEFAULT_RERANKER`; a shipped name or a folder with ``reranker.json`` -> :class:`AdapterReranker`;
+    :data:`DEFAULT_RERANKER`; a shipped name or a folder with ``reranker.json`` -> :class:`AdapterReranker`
+    (:class:`retrieval.gated_rerank.GatedReranker` where its ``kind`` is ``"gated"``);
     any other folder or cached hub id -> :class:`CrossEncoderReranker`."""
     name = str(name_or_path) if name_or_path not in (None, "", "default") else DEFAULT_RERANKER
     key = (name, device)
@@ -556,7 +562,11 @@ def reranker_for(name_or_path: str | Path | None = None, device: str = "auto") -
         if key not in _CACHE:
             shipped = (RERANKERS_DIR / name / RERANKER_CONFIG).is_file()
             if shipped or (Path(name).expanduser() / RERANKER_CONFIG).is_file():
-                _CACHE[key] = AdapterReranker(name, device=device)
+                from retrieval.gated_rerank import GatedReranker, is_gated
+
+                folder = RERANKERS_DIR / name if shipped else Path(name).expanduser()
+                cls = GatedReranker if is_gated(folder) else AdapterReranker
+                _CACHE[key] = cls(name, device=device)
             elif name == DEFAULT_RERANKER:
                 raise RerankerError(
                     f"the shipped reranker {DEFAULT_RERANKER!r} is missing from {RERANKERS_DIR}; reinstall xlir "

@@ -97,6 +97,16 @@ class RerankTrainSettings:
     translated_share: float = 0.5
     #: start from this reranker's ranking adapter and head (a shipped name or folder) instead of fresh ones
     init: str = ""
+    #: "adapter" (a full cross-encoder, adapter in every layer) or "gated" (:mod:`retrieval.gated_rerank`:
+    #: lower layers apart, joint upper layers with gated cross-attention, MaxSim-initialized)
+    kind: str = "adapter"
+    #: gated: the first joint layer, the ColBERT head its projection starts from, the gates' start and LR
+    split_layer: int = 8
+    head: str = "me5-small-colbert-en"
+    gate_init: float = -8.0
+    gate_lr: float = 0.05
+    #: gated: the query's token cap (queries and passages are encoded apart)
+    query_max_length: int = 64
 
 
 #: First-stage weights validated for interpolation (0 = the reranker alone).
@@ -294,6 +304,12 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
 
     if settings.negatives < 1 or settings.groups_per_step < 1 or settings.max_minutes <= 0:
         raise ValueError("negatives and groups_per_step must be >= 1 and max_minutes > 0")
+    if settings.kind not in ("adapter", "gated"):
+        raise ValueError(f"kind must be 'adapter' or 'gated', got {settings.kind!r}")
+    if settings.kind == "gated":
+        from retrieval.gated_train import train_gated
+
+        return train_gated(settings, command)
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
@@ -498,9 +514,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "infer_max_length",
         "checkpoints",
         "seed",
+        "split_layer",
+        "query_max_length",
     ):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "weight_decay", "warmup", "holdout", "average_from", "max_minutes"):
+    for name in (
+        "lr",
+        "weight_decay",
+        "warmup",
+        "holdout",
+        "average_from",
+        "max_minutes",
+        "gate_init",
+        "gate_lr",
+    ):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument(
@@ -510,6 +537,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--translated-share", type=float, default=defaults.translated_share)
     parser.add_argument("--init", default=defaults.init, help="start from this reranker's adapter and head")
+    parser.add_argument(
+        "--kind",
+        default=defaults.kind,
+        choices=("adapter", "gated"),
+        help="adapter: full cross-encoder; gated: separate lower layers, gated joint upper layers (MaxSim start)",
+    )
+    parser.add_argument(
+        "--head", default=defaults.head, help="gated: the ColBERT head the projection starts from"
+    )
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--precision", default=defaults.precision, choices=("auto", "bf16", "fp32"))
     parser.add_argument(

@@ -253,7 +253,7 @@ def train_reranker(ctx: typer.Context) -> None:
     """Train the cross-encoder's ranking adapter on English (`xlir train reranker --help` for its options)."""
     from retrieval.reranker_train import main as train_main
 
-    _show_progress("retrieval.reranker_train", "indexing.colbert_train")
+    _show_progress("retrieval.reranker_train", "retrieval.gated_train", "indexing.colbert_train")
     try:
         train_main(ctx.args)
     except USER_ERRORS as error:

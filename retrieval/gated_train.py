@@ -1,0 +1,349 @@
+"""``xlir train reranker --kind gated``: train a gated reranker (:mod:`retrieval.gated_rerank`) on English.
+
+The data, negatives, held-out queries, optional machine-translated copies, listwise loss, time cap and
+checkpoint averaging are those of :mod:`retrieval.reranker_train` (same settings object). What differs:
+
+* the lower ``split_layer`` layers are frozen and carry no ranking adapter, so every training text's
+  lower-layer states are computed once (:func:`retrieval.gated_rerank.encode_apart`) and each step runs
+  only the joint layers: about three times cheaper than a full cross-encoder step;
+* trained: the ranking adapter (joint layers only, up-projections starting at zero), the gates (their own
+  learning rate ``gate_lr``: they start at -8 and must be able to move within one run), the score scale,
+  the first-token term and the ColBERT projection (initialized from the shipped head ``head``);
+* validation scores the held-out candidates from the same cached states.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.colbert_train import default_train_dir
+from retrieval.gated_rerank import (
+    Encoded,
+    encode_apart,
+    make_scorer,
+    save_scorer,
+    score_together,
+    scorer_shape,
+)
+from retrieval.rerank import E5_PROMPTS, RANK_ADAPTER, RERANKER_CONFIG, autocast, best_weight, bf16_supported
+from retrieval.rerank import load_backbone as _load_backbone
+from retrieval.reranker_train import (
+    RerankTrainSettings,
+    Split,
+    _load_trainable,
+    _trainable,
+    mixed_languages,
+    prepare_set,
+    validate,
+)
+
+log = logging.getLogger(__name__)
+
+
+def add_joint_rank_adapter(model: Any, reduction: int, split: int) -> None:
+    """A fresh ``seq_bn`` ranking adapter on layers ``[split, n)`` only, its up-projections at zero (the
+    adapter starts as the identity), trained alone; no head (the gated scorer is the head)."""
+    import torch
+    from adapters import SeqBnConfig
+
+    config = SeqBnConfig(reduction_factor=reduction, leave_out=list(range(split)))
+    model.add_adapter(RANK_ADAPTER, config=config, overwrite_ok=True)
+    model.train_adapter(RANK_ADAPTER)
+    model.active_adapters = RANK_ADAPTER
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if f"adapters.{RANK_ADAPTER}." in name and "adapter_up" in name:
+                param.zero_()
+
+
+class CachedStates:
+    """Lower-layer states by text (queries and passages apart), computed once for a whole run."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, split: int, prompts: dict[str, str], settings: Any
+    ) -> None:
+        self.model, self.tokenizer, self.split, self.prompts = model, tokenizer, split, prompts
+        self.settings = settings
+        self.queries: dict[str, Encoded] = {}
+        self.passages: dict[str, Encoded] = {}
+
+    def add(self, texts: set[str], is_query: bool) -> None:
+        import torch
+
+        table = self.queries if is_query else self.passages
+        todo = sorted(t for t in texts if t not in table)
+        prompt = self.prompts.get("query" if is_query else "passage", "")
+        length = self.settings.query_max_length if is_query else self.settings.max_length
+        device = str(next(self.model.parameters()).device)
+        for start in range(0, len(todo), 256):
+            part = todo[start : start + 256]
+            with torch.no_grad(), autocast(device, self.settings.precision):
+                found = encode_apart(self.model, self.tokenizer, part, prompt, length, self.split, 32)
+            for text, enc in zip(part, found, strict=True):
+                table[text] = Encoded(enc.states.to(torch.float16).clone(), enc.scored.clone())
+            log.info("%s states: %d/%d", "query" if is_query else "passage", start + len(part), len(todo))
+
+    def score(self, query: str, texts: list[str], *_: Any, **__: Any) -> np.ndarray:
+        """What :func:`retrieval.reranker_train.validate` calls: scores from the cached states."""
+        import torch
+
+        out = []
+        device = str(next(self.model.parameters()).device)
+        with torch.no_grad(), autocast(device, self.settings.precision):
+            for start in range(0, len(texts), 32):
+                part = texts[start : start + 32]
+                q = self.queries[query]
+                value = score_together(
+                    self.model, self.scorer, self.split, [q] * len(part), [self.passages[t] for t in part]
+                )
+                out.append(value.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _texts_of(splits: list[Split]) -> tuple[set[str], set[str]]:
+    queries: set[str] = set()
+    passages: set[str] = set()
+    for s in splits:
+        for q, pos, negs in s.train:
+            queries.add(q)
+            passages.update([pos, *negs])
+        for q, cands, _, _ in s.valid + s.valid_translated:
+            queries.add(q)
+            passages.update(cands)
+    for s in splits:
+        queries |= {s.translations[q] for q in list(queries) if q in s.translations}
+        passages |= {s.translations[p] for p in list(passages) if p in s.translations}
+    return queries, passages
+
+
+def train_gated(settings: RerankTrainSettings, command: str | None = None) -> dict[str, Any]:
+    """Mine, cache lower-layer states, train the joint layers (time-capped), average checkpoints, validate
+    last and averaged, save both (``<out>`` averaged, ``<out>/last``)."""
+    import torch
+
+    from indexing.token_encoders import HFTokenEncoder, load_head
+
+    if not 0 < settings.split_layer:
+        raise ValueError(f"split_layer must be >= 1, got {settings.split_layer}")
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    data_dir = Path(settings.data_dir) if settings.data_dir else default_train_dir()
+    encoder = HFTokenEncoder(settings.model, query_max_length=64, doc_max_length=256, device=settings.device)
+    device = encoder.device
+    if device == "cpu":
+        torch.set_num_threads(2)
+    splits = [prepare_set(name, data_dir, settings, encoder) for name in settings.sets]
+    mine_seconds = time.perf_counter() - started
+    tokenizer, model, _ = _load_backbone(settings.model, device)
+    n_layers = int(model.config.num_hidden_layers)
+    if settings.split_layer >= n_layers:
+        raise ValueError(
+            f"split_layer {settings.split_layer} must be below the {n_layers} layers of the model"
+        )
+    add_joint_rank_adapter(model, settings.reduction, settings.split_layer)
+    projection, head_info = load_head(settings.head)
+    projection.train()
+    for p in projection.parameters():
+        p.requires_grad_(True)
+    scorer = make_scorer(
+        int(model.config.hidden_size),
+        n_layers - settings.split_layer,
+        int(model.config.num_attention_heads),
+        projection,
+        settings.gate_init,
+    ).to(device)
+    model.to(device)
+    prompts = dict(encoder.prompts or E5_PROMPTS)
+    cache = CachedStates(model, tokenizer, settings.split_layer, prompts, settings)
+    cache.scorer = scorer
+    model.eval()
+    queries_all, passages_all = _texts_of(splits)
+    cache.add(queries_all, True)
+    cache.add(passages_all, False)
+    cache_seconds = time.perf_counter() - started - mine_seconds
+    translations = {k: v for s in splits for k, v in s.translations.items()}
+    groups = [g for s in splits for g in s.train]
+    planned = settings.epochs * ((len(groups) + settings.groups_per_step - 1) // settings.groups_per_step)
+    gate_params = [scorer.gates]
+    other = [p for p in model.parameters() if p.requires_grad] + [
+        p for n, p in scorer.named_parameters() if n != "gates"
+    ]
+    optim = torch.optim.AdamW(
+        [
+            {"params": other, "lr": settings.lr, "weight_decay": settings.weight_decay},
+            {"params": gate_params, "lr": settings.gate_lr, "weight_decay": 0.0},
+        ]
+    )
+    total = {"steps": planned}
+
+    def schedule(step: int) -> float:
+        warm = max(1, int(total["steps"] * settings.warmup))
+        return min(1.0, (step + 1) / warm) * max(0.0, 1 - step / max(1, total["steps"]))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
+    budget = settings.max_minutes * 60.0
+    train_started = time.perf_counter()
+    snapshots: list[tuple[int, dict[str, Any]]] = []
+    losses: list[float] = []
+    curve: list[dict[str, Any]] = []
+
+    def trainable() -> dict[str, Any]:
+        return _trainable(model) | {f"scorer.{n}": p.detach().clone() for n, p in scorer.named_parameters()}
+
+    def load(state: dict[str, Any]) -> None:
+        _load_trainable(model, {n: v for n, v in state.items() if not n.startswith("scorer.")})
+        params = dict(scorer.named_parameters())
+        with torch.no_grad():
+            for n, v in state.items():
+                if n.startswith("scorer."):
+                    params[n[len("scorer.") :]].copy_(v)
+
+    order = []
+    for _ in range(settings.epochs):
+        shuffled = groups[:]
+        rng.shuffle(shuffled)
+        order.extend(shuffled)
+    labels = torch.zeros(settings.groups_per_step, dtype=torch.long, device=device)
+    model.train()
+    scorer.train()
+    step = 0
+    while step < total["steps"]:
+        batch = order[step * settings.groups_per_step : (step + 1) * settings.groups_per_step]
+        qs, ps = [], []
+        for query, pos, negs in batch:
+            chosen = rng.sample(negs, min(settings.negatives, len(negs)))
+            while len(chosen) < settings.negatives:
+                chosen.append(rng.choice(negs) if negs else pos)
+            group = [pos, *chosen]
+            if translations and rng.random() < settings.translated_share:
+                query, group = mixed_languages(query, group, translations, rng)
+            qs.extend([cache.queries[query]] * len(group))
+            ps.extend(cache.passages[p] for p in group)
+        with autocast(device, settings.precision):
+            scores = score_together(model, scorer, settings.split_layer, qs, ps)
+        scores = scores.float().view(len(batch), 1 + settings.negatives)
+        loss = torch.nn.functional.cross_entropy(scores, labels[: len(batch)])
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(other, 1.0)
+        optim.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        elapsed = time.perf_counter() - train_started
+        if step == 10:
+            fit = int(budget / (elapsed / step))
+            if fit < total["steps"]:
+                log.info("max_minutes %.1f: %d of %d planned steps fit", settings.max_minutes, fit, planned)
+                total["steps"] = max(step + 1, fit)
+        every = max(1, total["steps"] // settings.checkpoints)
+        if step % every == 0 or step == total["steps"]:
+            snapshots.append((step, trainable()))
+            entry = {
+                "step": step,
+                "loss": round(float(np.mean(losses[-every:])), 4),
+                "seconds": round(elapsed),
+                "gate_max": round(float(scorer.gates.detach().max()), 3),
+            }
+            curve.append(entry)
+            log.info("step %d/%d %s", step, total["steps"], entry)
+        if elapsed > budget * 1.05:
+            log.info("time budget reached at step %d", step)
+            break
+    train_seconds = time.perf_counter() - train_started
+    model.eval()
+    scorer.eval()
+    last_state = trainable()
+    first_kept = settings.average_from * step
+    kept = [s for at, s in snapshots if at >= first_kept] or [last_state]
+    averaged = {n: torch.stack([s[n] for s in kept]).mean(dim=0) for n in last_state}
+    valid_last = validate(cache, splits)  # type: ignore[arg-type]
+    log.info("last checkpoint: %s", valid_last["mean"])
+    load(averaged)
+    valid_avg = validate(cache, splits)  # type: ignore[arg-type]
+    log.info("averaged (%d checkpoints): %s", len(kept), valid_avg["mean"])
+    out = Path(settings.out_dir)
+    info = {
+        "name": out.name,
+        "kind": "gated",
+        "backbone": settings.model,
+        "split_layer": settings.split_layer,
+        "adapter": {
+            "config": "seq_bn",
+            "reduction_factor": settings.reduction,
+            "layers": f"{settings.split_layer}-{n_layers - 1} (the joint layers)",
+        },
+        "scorer": scorer_shape(scorer),
+        "head": {
+            "score": "exp(log_scale) * MaxSim (query-token mean, projected, special tokens left out) + linear "
+            "on the first token",
+            "projection_from": settings.head,
+            "projection_trained_on": head_info.get("trained_on"),
+            "gate_init": settings.gate_init,
+        },
+        "prompts": prompts,
+        "max_length": settings.infer_max_length,
+        "query_max_length": settings.query_max_length,
+        "train_max_length": settings.max_length,
+        "loss": f"listwise softmax cross-entropy, 1 positive + {settings.negatives} dense-mined negatives",
+        "trained_on": {
+            s.name: {"train_queries": len(s.train), "valid_queries": len(s.valid), "passages": s.corpus_size}
+            for s in splits
+        },
+        "cross_lingual": (
+            {
+                "language": settings.translate,
+                "share": settings.translated_share,
+                "translations": len(translations),
+                "how": "query and each passage of a group independently in English or machine translation",
+            }
+            if translations
+            else None
+        ),
+        "data_dir": str(data_dir),
+        "command": command or "xlir train reranker " + " ".join(sys.argv[1:]),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "seed": settings.seed,
+        "device": str(device),
+        "bf16": bf16_supported(str(device)) if settings.precision == "auto" else settings.precision == "bf16",
+        "torch_threads": torch.get_num_threads(),
+        "steps": step,
+        "planned_steps": planned,
+        "pairs_seen": step * settings.groups_per_step * (1 + settings.negatives),
+        "mine_seconds": round(mine_seconds, 1),
+        "cache_seconds": round(cache_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "curve": curve,
+        "gates": {
+            "min": round(float(scorer.gates.detach().min()), 3),
+            "max": round(float(scorer.gates.detach().max()), 3),
+        },
+        "averaged_checkpoints": [at for at, _ in snapshots if at >= first_kept],
+        "valid_mrr10_last": valid_last,
+        "valid_mrr10_averaged": valid_avg,
+        "first_stage_weight": best_weight(valid_avg),
+    }
+    save_gated(model, scorer, out, {**info, "weights": "averaged"})
+    load(last_state)
+    save_gated(model, scorer, out / "last", {**info, "name": out.name + "-last", "weights": "last"})
+    return info
+
+
+def save_gated(model: Any, scorer: Any, directory: Path, info: dict[str, Any]) -> Path:
+    """Write the ranking adapter (no head), the scorer and ``reranker.json`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_adapter(str(directory), RANK_ADAPTER, with_head=False, use_safetensors=True)
+    save_scorer(scorer, directory)
+    (directory / RERANKER_CONFIG).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return directory
