@@ -19,7 +19,8 @@ stage, fused + rerank as ``--rerank`` returns it (averaged checkpoints, the rera
 with the first stage's at the weight chosen on English validation at training), the reranker's score
 alone, and the last checkpoint's score alone beside the averaged one's (on ``last_queries`` per pair).
 Paired t-tests and randomization tests compare fused + rerank, and the score alone, with the fused first
-stage over all subset queries. Latency: wall and CPU seconds per query for k=100.
+stage over all subset queries. Latency: wall and CPU seconds per query for k=100 over the pairs, and
+:func:`latency_study` on pool queries (a gated reranker cold and with its passage cache warm).
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def rerank_task(
     k: int = 100,
     reranker_name: str = "default",
     tatoeba_langs: Sequence[str] | None = None,
+    latency_queries: int = 1,
 ) -> tuple[str, dict[str, float]]:
     """Fused vs fused + rerank on the XQuAD pairs, the pool and Tatoeba subsets (see the module docstring)."""
     from eval.reproduce import TATOEBA_FOCUS, XQUAD_PAIRS, _pair_table
@@ -221,6 +223,13 @@ def rerank_task(
             for system, run in runs.items():
                 bias.setdefault(system, {})[lang] = language_bias(run, pool_qrels, lang, doc_langs).bias
             log.info("rerank pool %s: %s", lang, {s: round(v[lang], 3) for s, v in pool.items()})
+
+    latency_topics = {
+        f"{lang}/{qid}": text
+        for lang in pool_langs
+        for qid, text in strided(xquad.queries(lang), latency_queries).items()
+    }
+    latency = latency_study(pool_index, latency_topics, reranker_name, k) if latency_queries else []
 
     tat_acc: dict[str, dict[str, float]] = {}
     tat_ndcg: dict[str, dict[str, float]] = {}
@@ -294,11 +303,56 @@ def rerank_task(
             f"{statistics.median(cpus):.2f} s per query (median). With a time budget (`rerank_budget_s`, the "
             "server's `rerank_budget_ms`) the unscored tail keeps the first-stage order.",
         ]
+    if latency:
+        lines += [
+            "",
+            f"Reranking latency on the pool ({latency_queries} query per language, the fused top {k}); a gated "
+            "reranker cold (every passage's lower layers computed) and warm (passages' lower-layer states kept "
+            "from earlier queries, as a server keeps them for documents that come back):",
+            "",
+            *latency,
+        ]
     lines += ["", f"This task: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU."]
     means = {f"pairs {s}": statistics.mean(v.values()) for s, v in main_pairs.items()}
     means.update({f"pool {s}": statistics.mean(v.values()) for s, v in pool.items()})
     means.update({f"tatoeba {s} acc@1": statistics.mean(v.values()) for s, v in tat_acc.items()})
     return "\n".join(lines), means
+
+
+def latency_study(
+    index: Path, topics: Mapping[str, str], reranker_name: str = "default", k: int = 100
+) -> list[str]:
+    """Reranking latency per query for ``k`` hits, a gated reranker cold (no passage states kept from
+    earlier queries: every passage's lower layers computed) and warm (the same queries again, every passage's
+    lower-layer states kept); other rerankers have no cache and are timed once. Markdown lines."""
+    from retrieval.gated_rerank import GatedReranker
+
+    reranker = reranker_for(reranker_name, device="auto")
+    gated = isinstance(reranker, GatedReranker)
+    cold_reranker = GatedReranker(str(reranker.path), cache_passages=0) if gated else reranker
+    rows = []
+    first: Run = {}
+    for label, which in (("cold", cold_reranker), ("warm", reranker)) if gated else (("", reranker),):
+        with Searcher(index, reranker=which) as searcher:
+            first = first or searcher.rankings(topics, k=k)
+            if label == "warm":  # fill the cache once, then time
+                for qid, text in topics.items():
+                    searcher.rerank_ranking(text, first[qid], rerank_k=k, interpolate=0.0)
+            walls = []
+            for qid, text in topics.items():
+                started = time.perf_counter()
+                searcher.rerank_ranking(text, first[qid], rerank_k=k, interpolate=0.0)
+                walls.append(time.perf_counter() - started)
+        rows.append(
+            f"| {reranker.name} {label} | {len(walls)} | {np.percentile(walls, 50):.2f} | "
+            f"{np.percentile(walls, 95):.2f} |"
+        )
+    precision = "bf16" if _bf16(reranker) else "fp32"
+    return [
+        f"| reranking latency, k={k}, {precision}, 2 threads | queries | wall p50 s | wall p95 s |",
+        "|---|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def _bf16(reranker: Reranker) -> bool:

@@ -383,12 +383,17 @@ class GatedReranker(AdapterReranker):
         # joint layers: Stack(lang, rank) (MAD-X), or the ranking adapter alone
         from adapters.composition import Stack
 
-        self.model.active_adapters = Stack(lang_adapter, RANK_ADAPTER) if lang_adapter else RANK_ADAPTER
-        self._active = None
+        self._set_active(Stack(lang_adapter, RANK_ADAPTER) if lang_adapter else RANK_ADAPTER)
 
     def _activate_apart(self, lang_adapter: str | None) -> None:
         # lower layers: the text's own language adapter alone (the ranking adapter is not there)
-        self.model.active_adapters = lang_adapter if lang_adapter else RANK_ADAPTER
+        self._set_active(lang_adapter if lang_adapter else RANK_ADAPTER)
+
+    def _set_active(self, setup: Any) -> None:
+        # on the base model: the adapter model's own setter would look for a prediction head to go with
+        # the setup (a gated reranker has none: its scorer is the head) and log that it found none
+        base = getattr(self.model, "base_model", self.model)
+        base.set_active_adapters(setup)
         self._active = None
 
     def _language(self, lang: str | None) -> str | None:

@@ -208,3 +208,15 @@ def test_held_out_queries_never_overlap_the_heads_training_subset(
     split = prepare_set("tiny", root, RerankTrainSettings(holdout=0.3, valid_queries=3), Encoder())
     held = {q for q, *_ in split.valid}
     assert len(held) == 3 and not held & set(head_subset.queries.values())
+
+
+def test_latency_study_times_a_gated_reranker_cold_and_warm(tmp_path: Path, sample_index: Path) -> None:
+    from eval.rerank_eval import latency_study
+
+    _, folder, _ = _saved(tmp_path)
+    topics = {"q1": "Who won Super Bowl 50?", "q2": "Wer gewann den Super Bowl?"}
+    lines = latency_study(sample_index, topics, str(folder), k=20)
+    assert lines[0].startswith("| reranking latency, k=20")
+    cold, warm = lines[2], lines[3]
+    assert cold.startswith("| tiny-gated cold | 2 |") and warm.startswith("| tiny-gated warm | 2 |")
+    assert all(float(cell) >= 0 for cell in cold.strip("|").split("|")[2:])
