@@ -4,9 +4,10 @@
   (one relevance score per text, higher is better).
 * :class:`AdapterReranker` - a cross-encoder made of a multilingual backbone (multilingual-e5-small by
   default), a bottleneck **ranking adapter** and a one-logit scoring head (the `adapters` library),
-  trained on English by ``xlir train reranker`` (:mod:`retrieval.reranker_train`) and shipped as
-  :data:`DEFAULT_RERANKER`. Optional user-supplied **language adapters** are composed with it,
-  ``Stack(lang, rank)`` (MAD-X style: the language adapter below, the task adapter above it).
+  trained on English by ``xlir train reranker`` (:mod:`retrieval.reranker_train`; shipped as
+  ``me5-small-rank-en``); its gated variant (:mod:`retrieval.gated_rerank`) is :data:`DEFAULT_RERANKER`.
+  Optional user-supplied **language adapters** are composed with it, ``Stack(lang, rank)`` (MAD-X style:
+  the language adapter below, the task adapter above it).
   Which language selects the adapter: the **document's** language (``select_by="document"``, the default:
   the document is most of the tokens the cross-encoder reads), else the query's, else none (plain rank
   adapter, i.e. the English setting it was trained in). A language without an adapter falls back to none.
@@ -44,8 +45,10 @@ log = logging.getLogger(__name__)
 
 #: Where shipped rerankers live (inside the installed package).
 RERANKERS_DIR = Path(__file__).resolve().parents[1] / "xlir" / "data" / "rerankers"
-#: The reranker trained by ``xlir train reranker`` and shipped (see its reranker.json for provenance).
-DEFAULT_RERANKER = "me5-small-rank-en"
+#: The reranker trained by ``xlir train reranker --kind gated`` and shipped (see its reranker.json for
+#: provenance): the gated reranker of :mod:`retrieval.gated_rerank`. ``me5-small-rank-en`` (the full
+#: cross-encoder kind, ranking below the first stage across languages) ships beside it.
+DEFAULT_RERANKER = "me5-small-gated-en"
 #: The provenance/config file of an adapter reranker folder.
 RERANKER_CONFIG = "reranker.json"
 #: Name of the ranking adapter (and its head) inside the model.

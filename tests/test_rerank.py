@@ -300,5 +300,5 @@ def test_first_stage_weight_is_the_one_chosen_on_english_validation(tiny: dict[s
     assert first_stage_weight(reranker) == 0.3
     reranker.info = {"first_stage_weight": 0.2, "valid_mrr10_averaged": validation}
     assert first_stage_weight(reranker) == 0.2  # recorded at training wins
-    shipped = AdapterReranker(DEFAULT_RERANKER, device="cpu")
+    shipped = reranker_for(DEFAULT_RERANKER, device="cpu")
     assert 0.0 <= first_stage_weight(shipped) <= 1.0
