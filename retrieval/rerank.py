@@ -108,8 +108,8 @@ def bf16_supported(device: str) -> bool:
 
 
 def cpu_has_avx512_bf16() -> bool:
-    """Whether this (Linux) CPU has the AVX512-BF16 instructions (measured here: bf16 autocast 1.7-2x faster
-    than float32 on such an AMD EPYC, which has no AMX tiles)."""
+    """Whether this (Linux) CPU has the AVX512-BF16 instructions (measured on an AMD EPYC that has them but no
+    AMX tiles: bf16 autocast 1.7-2x faster than float32)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
