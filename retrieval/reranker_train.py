@@ -480,7 +480,10 @@ def revalidate(settings: RerankTrainSettings) -> dict[str, Any]:
     splits = [prepare_set(name, data_dir, settings, encoder) for name in settings.sets]
     results = {}
     for folder, key in ((out, "valid_mrr10_averaged"), (out / "last", "valid_mrr10_last")):
-        reranker = AdapterReranker(str(folder), device=settings.device, precision=settings.precision)
+        from retrieval.gated_rerank import GatedReranker, is_gated
+
+        kind = GatedReranker if is_gated(folder) else AdapterReranker
+        reranker = kind(str(folder), device=settings.device, precision=settings.precision)
         results[key] = validate(reranker, splits)
         log.info("%s: %s", key, results[key]["mean"])
     for folder in (out, out / "last"):

@@ -187,6 +187,14 @@ def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch:
     last = GatedReranker(str(tmp_path / "gated" / "last"), device="cpu").score(QUERY, TEXTS)
     assert averaged.shape == last.shape == (4,) and not np.allclose(averaged, last)
 
+    # validating the saved folders again (uncached scoring through GatedReranker) updates both files
+    from retrieval.reranker_train import revalidate
+
+    again = revalidate(settings)
+    assert set(again) == {"valid_mrr10_averaged", "valid_mrr10_last"}
+    saved = json.loads((tmp_path / "gated" / "reranker.json").read_text("utf-8"))
+    assert saved["valid_mrr10_averaged"] == again["valid_mrr10_averaged"] and "revalidated" in saved
+
 
 def test_held_out_queries_never_overlap_the_heads_training_subset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
