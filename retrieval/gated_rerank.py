@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,18 +42,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.rerank import (
-    E5_PROMPTS,
-    LANG_PREFIX,
     RANK_ADAPTER,
     RERANKER_CONFIG,
     AdapterReranker,
     RerankerError,
     SelectBy,
     _check_texts,
-    _device,
     autocast,
-    load_backbone,
-    resolve_reranker,
 )
 
 if TYPE_CHECKING:
@@ -183,7 +177,6 @@ def encode_apart(
     embeddings, layers = backbone_parts(model)
     device = next(model.parameters()).device
     special = torch.tensor(_special_ids(tokenizer), device=device)
-    out: list[Encoded] = []
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     found: dict[int, Encoded] = {}
     for start in range(0, len(order), batch_size):
@@ -205,8 +198,7 @@ def encode_apart(
         for row, i in enumerate(members):
             n = int(valid[row].sum())
             found[i] = Encoded(hidden[row, :n].detach(), scored[row, :n])
-    out = [found[i] for i in range(len(texts))]
-    return out
+    return [found[i] for i in range(len(texts))]
 
 
 def score_together(
@@ -304,43 +296,33 @@ class GatedReranker(AdapterReranker):
         precision: str = "auto",
         cache_passages: int = 2048,
     ) -> None:
-        import torch
-
-        from indexing.models import offline_hub
-
-        if select_by not in ("document", "query"):
-            raise RerankerError(f"select_by must be 'document' or 'query', got {select_by!r}")
-        if batch_size < 1:
-            raise RerankerError(f"batch_size must be >= 1, got {batch_size}")
-        self.path = resolve_reranker(str(reranker))
-        self.info = json.loads((self.path / RERANKER_CONFIG).read_text("utf-8"))
-        if self.info.get("kind") != "gated":
-            raise RerankerError(f"{self.path} is not a gated reranker (kind {self.info.get('kind')!r})")
-        self.name = str(self.info.get("name") or self.path.name)
-        self.backbone = backbone or str(self.info.get("backbone") or "multilingual-e5-small")
-        self.prompts = dict(self.info.get("prompts") or E5_PROMPTS)
-        self.max_length = int(max_length or self.info.get("max_length") or 256)
+        # before the base class loads language adapters (adding one drops the cache)
+        self._passages = PassageCache(cache_passages)
+        super().__init__(
+            reranker,
+            language_adapters,
+            backbone=backbone,
+            max_length=max_length,
+            batch_size=batch_size,
+            select_by=select_by,
+            device=device,
+            precision=precision,
+        )
         self.query_max_length = int(query_max_length or self.info.get("query_max_length") or 64)
         self.split = int(self.info.get("split_layer") or 8)
-        self.batch_size = int(batch_size)
-        self.select_by = select_by
-        self.device = _device(device)
-        autocast(self.device, precision)
-        self.precision = precision
-        self._torch = torch
-        self._lock = threading.Lock()
-        self.tokenizer, self.model, _ = load_backbone(self.backbone, self.device)
-        with offline_hub():
+        self.scorer = load_scorer(self.path, self.info).to(self.device)
+
+    def _check_kind(self) -> None:
+        if self.info.get("kind") != "gated":
+            raise RerankerError(f"{self.path} is not a gated reranker (kind {self.info.get('kind')!r})")
+
+    def _load_ranking(self) -> None:
+        from indexing.models import offline_hub
+
+        with offline_hub():  # the ranking adapter only: the scorer is the head
             self.model.load_adapter(
                 str(self.path), load_as=RANK_ADAPTER, with_head=False, use_safetensors=True
             )
-        self.scorer = load_scorer(self.path, self.info).to(self.device)
-        self._passages = PassageCache(cache_passages)
-        self.languages: dict[str, str] = {}
-        for lang, folder in (language_adapters or {}).items():
-            self.add_language_adapter(lang, folder)
-        self.model.to(self.device).eval()
-        self._active = None
 
     @classmethod
     def from_parts(
@@ -376,8 +358,7 @@ class GatedReranker(AdapterReranker):
     def add_language_adapter(self, lang: str, folder: str | Path) -> None:
         """Load a language adapter (see the base class); cached passage states are dropped."""
         super().add_language_adapter(lang, folder)
-        if hasattr(self, "_passages"):
-            self._passages = PassageCache(self._passages.capacity)
+        self._passages = PassageCache(self._passages.capacity)
 
     def _activate(self, lang_adapter: str | None) -> None:
         # joint layers: Stack(lang, rank) (MAD-X), or the ranking adapter alone
@@ -411,9 +392,7 @@ class GatedReranker(AdapterReranker):
         doc_langs: Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Scores of ``query`` with each text (float32)."""
-        texts = _check_texts(query, texts)
-        if doc_langs is not None and len(doc_langs) != len(texts):
-            raise RerankerError(f"doc_langs has {len(doc_langs)} entries for {len(texts)} texts")
+        texts = _check_texts(query, texts, doc_langs)
         out = np.zeros(len(texts), dtype=np.float32)
         if not texts:
             return out
@@ -507,7 +486,6 @@ def is_gated(path: Path) -> bool:
 
 
 __all__ = [
-    "LANG_PREFIX",
     "Encoded",
     "GatedReranker",
     "encode_apart",

@@ -161,11 +161,15 @@ def fp32_scoring_head(module: Any) -> None:
     module._xlir_fp32 = True
 
 
-def _check_texts(query: str, texts: Sequence[str]) -> list[str]:
+def _check_texts(
+    query: str, texts: Sequence[str], doc_langs: Sequence[str | None] | None = None
+) -> list[str]:
     if not isinstance(query, str):
         raise RerankerError(f"the query must be a string, got {type(query).__name__}")
     if isinstance(texts, str):
         raise RerankerError("score a list of texts, not a single string (wrap it: [text]).")
+    if doc_langs is not None and len(doc_langs) != len(texts):
+        raise RerankerError(f"doc_langs has {len(doc_langs)} entries for {len(texts)} texts")
     return [t if isinstance(t, str) else str(t) for t in texts]
 
 
@@ -308,11 +312,7 @@ class AdapterReranker:
             raise RerankerError(f"batch_size must be >= 1, got {batch_size}")
         self.path = resolve_reranker(str(reranker))
         self.info: dict[str, Any] = json.loads((self.path / RERANKER_CONFIG).read_text("utf-8"))
-        if self.info.get("kind") == "gated":
-            raise RerankerError(
-                f"{self.path} is a gated reranker: load it with retrieval.gated_rerank.GatedReranker or "
-                "reranker_for(name), which picks the class from its reranker.json."
-            )
+        self._check_kind()
         self.name = str(self.info.get("name") or self.path.name)
         self.backbone = backbone or str(self.info.get("backbone") or "multilingual-e5-small")
         self.prompts = dict(self.info.get("prompts") or E5_PROMPTS)
@@ -325,6 +325,23 @@ class AdapterReranker:
         self._torch = torch
         self._lock = threading.Lock()
         self.tokenizer, self.model, _ = load_backbone(self.backbone, self.device)
+        self._load_ranking()
+        self.languages: dict[str, str] = {}
+        for lang, folder in (language_adapters or {}).items():
+            self.add_language_adapter(lang, folder)
+        self.model.to(self.device).eval()
+        self._active: Any = None
+
+    def _check_kind(self) -> None:
+        """Refuse a folder of another reranker kind (its reranker.json ``kind``)."""
+        if self.info.get("kind") == "gated":
+            raise RerankerError(
+                f"{self.path} is a gated reranker: load it with retrieval.gated_rerank.GatedReranker or "
+                "reranker_for(name), which picks the class from its reranker.json."
+            )
+
+    def _load_ranking(self) -> None:
+        """Load the folder's ranking adapter (and its head) into ``self.model``."""
         from indexing.models import offline_hub
 
         with offline_hub():
@@ -332,11 +349,6 @@ class AdapterReranker:
                 str(self.path), load_as=RANK_ADAPTER, with_head=True, use_safetensors=self._safetensors()
             )
         fp32_scoring_head(self.model.heads[RANK_ADAPTER])
-        self.languages: dict[str, str] = {}
-        for lang, folder in (language_adapters or {}).items():
-            self.add_language_adapter(lang, folder)
-        self.model.to(self.device).eval()
-        self._active: Any = None
 
     @classmethod
     def from_model(
@@ -435,9 +447,7 @@ class AdapterReranker:
         doc_langs: Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Relevance logits of ``query`` with each text (float32), grouped by language adapter."""
-        texts = _check_texts(query, texts)
-        if doc_langs is not None and len(doc_langs) != len(texts):
-            raise RerankerError(f"doc_langs has {len(doc_langs)} entries for {len(texts)} texts")
+        texts = _check_texts(query, texts, doc_langs)
         out = np.zeros(len(texts), dtype=np.float32)
         if not texts:
             return out
