@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +32,16 @@ from retrieval.gated_rerank import (
     score_together,
     scorer_shape,
 )
-from retrieval.rerank import E5_PROMPTS, RANK_ADAPTER, RERANKER_CONFIG, autocast, best_weight, bf16_supported
+from retrieval.rerank import E5_PROMPTS, RANK_ADAPTER, RERANKER_CONFIG, autocast
 from retrieval.rerank import load_backbone as _load_backbone
 from retrieval.reranker_train import (
     RerankTrainSettings,
     Split,
     _load_trainable,
     _trainable,
-    mixed_languages,
+    fit_listwise,
     prepare_set,
+    run_record,
     validate,
 )
 
@@ -69,9 +68,10 @@ class CachedStates:
     """Lower-layer states by text (queries and passages apart), computed once for a whole run."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, split: int, prompts: dict[str, str], settings: Any
+        self, model: Any, tokenizer: Any, scorer: Any, split: int, prompts: dict[str, str], settings: Any
     ) -> None:
-        self.model, self.tokenizer, self.split, self.prompts = model, tokenizer, split, prompts
+        self.model, self.tokenizer, self.scorer = model, tokenizer, scorer
+        self.split, self.prompts = split, prompts
         self.settings = settings
         self.queries: dict[str, Encoded] = {}
         self.passages: dict[str, Encoded] = {}
@@ -164,16 +164,13 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
     ).to(device)
     model.to(device)
     prompts = dict(encoder.prompts or E5_PROMPTS)
-    cache = CachedStates(model, tokenizer, settings.split_layer, prompts, settings)
-    cache.scorer = scorer
+    cache = CachedStates(model, tokenizer, scorer, settings.split_layer, prompts, settings)
     model.eval()
     queries_all, passages_all = _texts_of(splits)
     cache.add(queries_all, True)
     cache.add(passages_all, False)
     cache_seconds = time.perf_counter() - started - mine_seconds
     translations = {k: v for s in splits for k, v in s.translations.items()}
-    groups = [g for s in splits for g in s.train]
-    planned = settings.epochs * ((len(groups) + settings.groups_per_step - 1) // settings.groups_per_step)
     gate_params = [scorer.gates]
     other = [p for p in model.parameters() if p.requires_grad] + [
         p for n, p in scorer.named_parameters() if n != "gates"
@@ -184,18 +181,6 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
             {"params": gate_params, "lr": settings.gate_lr, "weight_decay": 0.0},
         ]
     )
-    total = {"steps": planned}
-
-    def schedule(step: int) -> float:
-        warm = max(1, int(total["steps"] * settings.warmup))
-        return min(1.0, (step + 1) / warm) * max(0.0, 1 - step / max(1, total["steps"]))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
-    budget = settings.max_minutes * 60.0
-    train_started = time.perf_counter()
-    snapshots: list[tuple[int, dict[str, Any]]] = []
-    losses: list[float] = []
-    curve: list[dict[str, Any]] = []
 
     def trainable() -> dict[str, Any]:
         return _trainable(model) | {f"scorer.{n}": p.detach().clone() for n, p in scorer.named_parameters()}
@@ -208,71 +193,41 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
                 if n.startswith("scorer."):
                     params[n[len("scorer.") :]].copy_(v)
 
-    order = []
-    for _ in range(settings.epochs):
-        shuffled = groups[:]
-        rng.shuffle(shuffled)
-        order.extend(shuffled)
-    labels = torch.zeros(settings.groups_per_step, dtype=torch.long, device=device)
+    def score(queries: list[str], texts: list[str]) -> Any:
+        with autocast(device, settings.precision):
+            return score_together(
+                model,
+                scorer,
+                settings.split_layer,
+                [cache.queries[q] for q in queries],
+                [cache.passages[t] for t in texts],
+            )
+
     model.train()
     scorer.train()
-    step = 0
-    while step < total["steps"]:
-        batch = order[step * settings.groups_per_step : (step + 1) * settings.groups_per_step]
-        qs, ps = [], []
-        for query, pos, negs in batch:
-            chosen = rng.sample(negs, min(settings.negatives, len(negs)))
-            while len(chosen) < settings.negatives:
-                chosen.append(rng.choice(negs) if negs else pos)
-            group = [pos, *chosen]
-            if translations and rng.random() < settings.translated_share:
-                query, group = mixed_languages(query, group, translations, rng)
-            qs.extend([cache.queries[query]] * len(group))
-            ps.extend(cache.passages[p] for p in group)
-        with autocast(device, settings.precision):
-            scores = score_together(model, scorer, settings.split_layer, qs, ps)
-        scores = scores.float().view(len(batch), 1 + settings.negatives)
-        loss = torch.nn.functional.cross_entropy(scores, labels[: len(batch)])
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(other, 1.0)
-        optim.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        step += 1
-        elapsed = time.perf_counter() - train_started
-        if step == 10:
-            fit = int(budget / (elapsed / step))
-            if fit < total["steps"]:
-                log.info("max_minutes %.1f: %d of %d planned steps fit", settings.max_minutes, fit, planned)
-                total["steps"] = max(step + 1, fit)
-        every = max(1, total["steps"] // settings.checkpoints)
-        if step % every == 0 or step == total["steps"]:
-            snapshots.append((step, trainable()))
-            entry = {
-                "step": step,
-                "loss": round(float(np.mean(losses[-every:])), 4),
-                "seconds": round(elapsed),
-                "gate_max": round(float(scorer.gates.detach().max()), 3),
-            }
-            curve.append(entry)
-            log.info("step %d/%d %s", step, total["steps"], entry)
-        if elapsed > budget * 1.05:
-            log.info("time budget reached at step %d", step)
-            break
-    train_seconds = time.perf_counter() - train_started
+    groups = [g for s in splits for g in s.train]
+    fitted = fit_listwise(
+        settings,
+        groups,
+        translations,
+        rng,
+        optim,
+        other,
+        score,
+        trainable,
+        progress=lambda: {"gate_max": round(float(scorer.gates.detach().max()), 3)},
+    )
     model.eval()
     scorer.eval()
-    last_state = trainable()
-    first_kept = settings.average_from * step
-    kept = [s for at, s in snapshots if at >= first_kept] or [last_state]
-    averaged = {n: torch.stack([s[n] for s in kept]).mean(dim=0) for n in last_state}
     valid_last = validate(cache, splits)  # type: ignore[arg-type]
     log.info("last checkpoint: %s", valid_last["mean"])
-    load(averaged)
+    load(fitted.averaged)
     valid_avg = validate(cache, splits)  # type: ignore[arg-type]
-    log.info("averaged (%d checkpoints): %s", len(kept), valid_avg["mean"])
+    log.info("averaged (%d checkpoints): %s", len(fitted.averaged_at), valid_avg["mean"])
     out = Path(settings.out_dir)
+    record = run_record(
+        settings, splits, translations, data_dir, device, command, fitted, valid_last, valid_avg
+    )
     info = {
         "name": out.name,
         "kind": "gated",
@@ -295,47 +250,17 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
         "max_length": settings.infer_max_length,
         "query_max_length": settings.query_max_length,
         "train_max_length": settings.max_length,
-        "loss": f"listwise softmax cross-entropy, 1 positive + {settings.negatives} dense-mined negatives",
-        "trained_on": {
-            s.name: {"train_queries": len(s.train), "valid_queries": len(s.valid), "passages": s.corpus_size}
-            for s in splits
-        },
-        "cross_lingual": (
-            {
-                "language": settings.translate,
-                "share": settings.translated_share,
-                "translations": len(translations),
-                "how": "query and each passage of a group independently in English or machine translation",
-            }
-            if translations
-            else None
-        ),
-        "data_dir": str(data_dir),
-        "command": command or "xlir train reranker " + " ".join(sys.argv[1:]),
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-        "seed": settings.seed,
-        "device": str(device),
-        "bf16": bf16_supported(str(device)) if settings.precision == "auto" else settings.precision == "bf16",
-        "torch_threads": torch.get_num_threads(),
-        "steps": step,
-        "planned_steps": planned,
-        "pairs_seen": step * settings.groups_per_step * (1 + settings.negatives),
-        "mine_seconds": round(mine_seconds, 1),
-        "cache_seconds": round(cache_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "curve": curve,
+        **record,
         "gates": {
             "min": round(float(scorer.gates.detach().min()), 3),
             "max": round(float(scorer.gates.detach().max()), 3),
         },
-        "averaged_checkpoints": [at for at, _ in snapshots if at >= first_kept],
-        "valid_mrr10_last": valid_last,
-        "valid_mrr10_averaged": valid_avg,
-        "first_stage_weight": best_weight(valid_avg),
+        "mine_seconds": round(mine_seconds, 1),
+        "cache_seconds": round(cache_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
     }
     save_gated(model, scorer, out, {**info, "weights": "averaged"})
-    load(last_state)
+    load(fitted.last)
     save_gated(model, scorer, out / "last", {**info, "name": out.name + "-last", "weights": "last"})
     return info
 

@@ -296,6 +296,161 @@ def save_reranker(model: Any, directory: Path, info: dict[str, Any]) -> Path:
     return directory
 
 
+@dataclass
+class Fitted:
+    """What :func:`fit_listwise` returns: the steps run, the curve, the last and the averaged weights."""
+
+    steps: int
+    planned: int
+    curve: list[dict[str, Any]]
+    seconds: float
+    last: dict[str, Any]
+    averaged: dict[str, Any]
+    #: the steps of the snapshots in the average
+    averaged_at: list[int]
+
+
+def fit_listwise(
+    settings: RerankTrainSettings,
+    groups: Sequence[tuple[str, str, list[str]]],
+    translations: dict[str, str],
+    rng: random.Random,
+    optim: Any,
+    clip: Sequence[Any],
+    score: Any,
+    trainable: Any,
+    progress: Any = None,
+) -> Fitted:
+    """The training loop both reranker kinds share: ``epochs`` seeded passes over ``groups`` (query,
+    positive, mined negatives), ``groups_per_step`` per step, each query's positive against ``negatives``
+    drawn negatives in one softmax (mixed-language groups where ``translations`` has them), warmup + linear
+    decay fitted into ``max_minutes`` after 10 steps, ``checkpoints`` snapshots of ``trainable()`` and the
+    uniform average of those from ``average_from`` of the run on.
+
+    ``score(queries, texts)`` returns one score per pair (a tensor); ``clip``: the parameters whose gradient
+    norm is clipped to 1; ``progress()`` adds entries to each curve point."""
+    import torch
+
+    planned = settings.epochs * ((len(groups) + settings.groups_per_step - 1) // settings.groups_per_step)
+    total = {"steps": planned}
+
+    def schedule(step: int) -> float:
+        warm = max(1, int(total["steps"] * settings.warmup))
+        return min(1.0, (step + 1) / warm) * max(0.0, 1 - step / max(1, total["steps"]))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
+    budget = settings.max_minutes * 60.0
+    train_started = time.perf_counter()
+    snapshots: list[tuple[int, dict[str, Any]]] = []
+    losses: list[float] = []
+    curve: list[dict[str, Any]] = []
+    step = 0
+    order = []
+    for _ in range(settings.epochs):
+        shuffled = list(groups)
+        rng.shuffle(shuffled)
+        order.extend(shuffled)
+    while step < total["steps"]:
+        batch = order[step * settings.groups_per_step : (step + 1) * settings.groups_per_step]
+        queries, texts = [], []
+        for query, pos, negs in batch:
+            chosen = rng.sample(negs, min(settings.negatives, len(negs)))
+            while len(chosen) < settings.negatives:  # a tiny corpus: repeat negatives
+                chosen.append(rng.choice(negs) if negs else pos)
+            group = [pos, *chosen]
+            if translations and rng.random() < settings.translated_share:
+                query, group = mixed_languages(query, group, translations, rng)
+            queries.extend([query] * (1 + settings.negatives))
+            texts.extend(group)
+        scores = score(queries, texts).float().view(len(batch), 1 + settings.negatives)
+        labels = torch.zeros(len(batch), dtype=torch.long, device=scores.device)
+        loss = torch.nn.functional.cross_entropy(scores, labels)
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(clip), 1.0)
+        optim.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        elapsed = time.perf_counter() - train_started
+        if step == 10:  # fit the schedule into the time budget
+            fit = int(budget / (elapsed / step))
+            if fit < total["steps"]:
+                log.info("max_minutes %.1f: %d of %d planned steps fit", settings.max_minutes, fit, planned)
+                total["steps"] = max(step + 1, fit)
+        every = max(1, total["steps"] // settings.checkpoints)
+        if step % every == 0 or step == total["steps"]:
+            snapshots.append((step, trainable()))
+            entry = {
+                "step": step,
+                "loss": round(float(np.mean(losses[-every:])), 4),
+                "seconds": round(elapsed),
+            } | (progress() if progress else {})
+            curve.append(entry)
+            log.info("step %d/%d %s", step, total["steps"], entry)
+        if elapsed > budget * 1.05:
+            log.info("time budget reached at step %d", step)
+            break
+    seconds = time.perf_counter() - train_started
+    last = trainable()
+    first_kept = settings.average_from * step
+    kept = [s for at, s in snapshots if at >= first_kept] or [last]
+    averaged = {n: torch.stack([s[n] for s in kept]).mean(dim=0) for n in last}
+    return Fitted(
+        step, planned, curve, seconds, last, averaged, [at for at, _ in snapshots if at >= first_kept]
+    )
+
+
+def run_record(
+    settings: RerankTrainSettings,
+    splits: Sequence[Split],
+    translations: dict[str, str],
+    data_dir: Path,
+    device: str,
+    command: str | None,
+    fitted: Fitted,
+    valid_last: dict[str, Any],
+    valid_avg: dict[str, Any],
+) -> dict[str, Any]:
+    """The part of ``reranker.json`` both kinds record: data, settings, run and validation."""
+    import torch
+
+    return {
+        "loss": f"listwise softmax cross-entropy, 1 positive + {settings.negatives} dense-mined negatives",
+        "trained_on": {
+            s.name: {"train_queries": len(s.train), "valid_queries": len(s.valid), "passages": s.corpus_size}
+            for s in splits
+        },
+        "cross_lingual": (
+            {
+                "language": settings.translate,
+                "share": settings.translated_share,
+                "translations": len(translations),
+                "how": "query and each passage of a group independently in English or machine translation",
+            }
+            if translations
+            else None
+        ),
+        "data_dir": str(data_dir),
+        "command": command or "xlir train reranker " + " ".join(sys.argv[1:]),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "seed": settings.seed,
+        "device": str(device),
+        "bf16": bf16_supported(str(device)) if settings.precision == "auto" else settings.precision == "bf16",
+        "torch_threads": torch.get_num_threads(),
+        "steps": fitted.steps,
+        "planned_steps": fitted.planned,
+        "pairs_seen": fitted.steps * settings.groups_per_step * (1 + settings.negatives),
+        "train_seconds": round(fitted.seconds, 1),
+        "curve": fitted.curve,
+        "averaged_checkpoints": fitted.averaged_at,
+        "valid_mrr10_last": valid_last,
+        "valid_mrr10_averaged": valid_avg,
+        # the weight of the first stage's score when interpolated with the reranker's, chosen on English
+        "first_stage_weight": best_weight(valid_avg),
+    }
+
+
 def train_reranker(settings: RerankTrainSettings, command: str | None = None) -> dict[str, Any]:
     """Mine, train (time-capped), average checkpoints, validate last and averaged, save both."""
     import torch
@@ -329,78 +484,20 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
     model.to(device)
     translations = {k: v for s in splits for k, v in s.translations.items()}
     prompts = dict(encoder.prompts or E5_PROMPTS)
-    groups = [g for s in splits for g in s.train]
-    planned = settings.epochs * ((len(groups) + settings.groups_per_step - 1) // settings.groups_per_step)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    total = {"steps": planned}
 
-    def schedule(step: int) -> float:
-        warm = max(1, int(total["steps"] * settings.warmup))
-        return min(1.0, (step + 1) / warm) * max(0.0, 1 - step / max(1, total["steps"]))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
-    budget = settings.max_minutes * 60.0
-    train_started = time.perf_counter()
-    snapshots: list[tuple[int, dict[str, Any]]] = []
-    losses: list[float] = []
-    curve: list[dict[str, Any]] = []
-    step = 0
-    model.train()
-    order = []
-    for _ in range(settings.epochs):
-        shuffled = groups[:]
-        rng.shuffle(shuffled)
-        order.extend(shuffled)
-    labels = torch.zeros(settings.groups_per_step, dtype=torch.long, device=device)
-    while step < total["steps"]:
-        batch = order[step * settings.groups_per_step : (step + 1) * settings.groups_per_step]
-        queries, texts = [], []
-        for query, pos, negs in batch:
-            chosen = rng.sample(negs, min(settings.negatives, len(negs)))
-            while len(chosen) < settings.negatives:  # a tiny corpus: repeat negatives
-                chosen.append(rng.choice(negs) if negs else pos)
-            group = [pos, *chosen]
-            if translations and rng.random() < settings.translated_share:
-                query, group = mixed_languages(query, group, translations, rng)
-            queries.extend([query] * (1 + settings.negatives))
-            texts.extend(group)
+    def score(queries: list[str], texts: list[str]) -> Any:
         enc = tokenize_pairs(tokenizer, queries, texts, prompts, settings.max_length).to(device)
         with autocast(device, settings.precision):
-            scores = logits(model, enc).float().view(len(batch), 1 + settings.negatives)
-        loss = torch.nn.functional.cross_entropy(scores, labels[: len(batch)])
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        step += 1
-        elapsed = time.perf_counter() - train_started
-        if step == 10:  # fit the schedule into the time budget
-            fit = int(budget / (elapsed / step))
-            if fit < total["steps"]:
-                log.info("max_minutes %.1f: %d of %d planned steps fit", settings.max_minutes, fit, planned)
-                total["steps"] = max(step + 1, fit)
-        every = max(1, total["steps"] // settings.checkpoints)
-        if step % every == 0 or step == total["steps"]:
-            snapshots.append((step, _trainable(model)))
-            entry = {
-                "step": step,
-                "loss": round(float(np.mean(losses[-every:])), 4),
-                "seconds": round(elapsed),
-            }
-            curve.append(entry)
-            log.info("step %d/%d %s", step, total["steps"], entry)
-        if elapsed > budget * 1.05:
-            log.info("time budget reached at step %d", step)
-            break
-    train_seconds = time.perf_counter() - train_started
+            return logits(model, enc)
+
+    model.train()
+    groups = [g for s in splits for g in s.train]
+    fitted = fit_listwise(
+        settings, groups, translations, rng, optim, params, score, lambda: _trainable(model)
+    )
     model.eval()
-    last_state = _trainable(model)
-    first_kept = settings.average_from * step
-    kept = [s for at, s in snapshots if at >= first_kept] or [last_state]
-    averaged = {n: torch.stack([s[n] for s in kept]).mean(dim=0) for n in last_state}
     reranker = AdapterReranker.from_model(
         model,
         tokenizer,
@@ -411,10 +508,13 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
     )
     valid_last = validate(reranker, splits)
     log.info("last checkpoint: %s", valid_last["mean"])
-    _load_trainable(model, averaged)
+    _load_trainable(model, fitted.averaged)
     valid_avg = validate(reranker, splits)
-    log.info("averaged (%d checkpoints): %s", len(kept), valid_avg["mean"])
+    log.info("averaged (%d checkpoints): %s", len(fitted.averaged_at), valid_avg["mean"])
     out = Path(settings.out_dir)
+    record = run_record(
+        settings, splits, translations, data_dir, device, command, fitted, valid_last, valid_avg
+    )
     info = {
         "name": out.name,
         "kind": "adapter",
@@ -427,44 +527,13 @@ def train_reranker(settings: RerankTrainSettings, command: str | None = None) ->
         "prompts": prompts,
         "max_length": settings.infer_max_length,
         "train_max_length": settings.max_length,
-        "loss": f"listwise softmax cross-entropy, 1 positive + {settings.negatives} dense-mined negatives",
-        "trained_on": {
-            s.name: {"train_queries": len(s.train), "valid_queries": len(s.valid), "passages": s.corpus_size}
-            for s in splits
-        },
-        "cross_lingual": (
-            {
-                "language": settings.translate,
-                "share": settings.translated_share,
-                "translations": len(translations),
-                "how": "query and each passage of a group independently in English or machine translation",
-            }
-            if translations
-            else None
-        ),
         "initialized_from": settings.init or None,
-        "data_dir": str(data_dir),
-        "command": command or "xlir train reranker " + " ".join(sys.argv[1:]),
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-        "seed": settings.seed,
-        "device": str(device),
-        "bf16": bf16_supported(str(device)) if settings.precision == "auto" else settings.precision == "bf16",
-        "torch_threads": torch.get_num_threads(),
-        "steps": step,
-        "planned_steps": planned,
-        "pairs_seen": step * settings.groups_per_step * (1 + settings.negatives),
+        **record,
         "mine_seconds": round(mine_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
-        "curve": curve,
-        "averaged_checkpoints": [at for at, _ in snapshots if at >= first_kept],
-        "valid_mrr10_last": valid_last,
-        "valid_mrr10_averaged": valid_avg,
-        # the weight of the first stage's score when interpolated with the reranker's, chosen on English
-        "first_stage_weight": best_weight(valid_avg),
     }
     save_reranker(model, out, {**info, "weights": "averaged"})
-    _load_trainable(model, last_state)
+    _load_trainable(model, fitted.last)
     save_reranker(model, out / "last", {**info, "name": out.name + "-last", "weights": "last"})
     return info
 
