@@ -6,7 +6,7 @@ XQuAD corpora and on the Tatoeba corpus (all English sides + all sentences, 112 
 monolingual nDCG@10 of both on XQuAD en, de, zh, ar. Each measurement alternates xlir and Pyserini and
 keeps the median of ``--repeat`` rounds; ratios are xlir / Pyserini from the same run.
 
-    python -m eval.bench_bm25 --data ../shared/data --results docs/RESULTS.md
+    python -m xlir.eval.bench_bm25 --data ../shared/data --results docs/RESULTS.md
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eval.collections import Collection
-from eval.metrics import evaluate
-from eval.results import replace_section
-from indexing.analyzers import analyzer_for, indexer_args, prepare_text
-from indexing.builder import build_index
-from indexing.config import IndexConfig
-from indexing.java import ensure_jvm
-from indexing.languages import normalize_language
-from indexing.readers import open_corpus
-from retrieval.ranking import Ranking
-from retrieval.searcher import Searcher
+from xlir.eval.collection import Collection
+from xlir.eval.metrics import evaluate
+from xlir.eval.results import replace_section
+from xlir.indexing.analyzers import analyzer_for, indexer_args, prepare_text
+from xlir.indexing.builder import build_index
+from xlir.indexing.config import IndexConfig
+from xlir.indexing.java import ensure_jvm
+from xlir.indexing.readers import open_corpus
+from xlir.models.languages import normalize_language
+from xlir.retrieval.ranking import Ranking
+from xlir.retrieval.searcher import Searcher
 
 MONOLINGUAL = ("en", "de", "zh", "ar")
 BM25_ONLY = IndexConfig(channels=("bm25",))
@@ -271,7 +271,7 @@ def render(rows_index: list, rows_search: list, rows_quality: list, args: argpar
     lines = [
         "## BM25: xlir vs Pyserini called directly",
         "",
-        f"Command: `python -m eval.bench_bm25 --data {args.data} --repeat {args.repeat}` "
+        f"Command: `python -m xlir.eval.bench_bm25 --data {args.data} --repeat {args.repeat}` "
         f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"pyserini {version('pyserini')}). Rates are per CPU second of the process (all threads, JVM included), "
         "not wall time, because the machine is shared. "

@@ -1,7 +1,7 @@
 """``xlir eval``: TREC-style runs, scores, fusion, system comparison, language-pair grids and pools.
 
-A typer sub-app (``eval.cli.app``) that ``xlir`` mounts as ``xlir eval``; it also runs on its own
-(``python -c "from eval.cli import app; app()" ...``). Results go to stdout (a table, ``--markdown`` or
+A typer sub-app (``xlir.eval.cli.app``) that ``xlir`` mounts as ``xlir eval``; it also runs on its own
+(``python -c "from xlir.eval.cli import app; app()" ...``). Results go to stdout (a table, ``--markdown`` or
 ``--json``); progress and notices go to stderr.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,13 +70,14 @@ def _print_json(data: Any) -> None:
 def _work_dir(work_dir: Path | None) -> Path:
     if work_dir is not None:
         return work_dir
-    home = Path(os.environ.get("XLIR_HOME", Path.home() / ".cache" / "xlir"))
-    return home / "eval-indexes"
+    from xlir.models.paths import xlir_home
+
+    return xlir_home() / "eval-indexes"
 
 
 def _collection(path: Path):  # noqa: ANN202
     """A collection directory, or the name of one under ``$XLIR_DATA`` / ``shared/data``."""
-    from eval.collections import Collection, default_data_root
+    from xlir.eval.collection import Collection, default_data_root
 
     if not path.exists() and len(path.parts) == 1 and (default_data_root() / path.name).is_dir():
         return Collection(default_data_root() / path.name)
@@ -114,9 +114,9 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Run TOPICS through INDEX_DIR and write a TREC run file; report query latency (p50/p95)."""
-    from eval.runner import default_tag, run_topics
-    from eval.trec import read_topics
-    from retrieval.searcher import Searcher
+    from xlir.eval.runner import default_tag, run_topics
+    from xlir.eval.trec import read_topics
+    from xlir.retrieval.searcher import Searcher
 
     channels = _split(channel) or None
     try:
@@ -178,9 +178,9 @@ def score(
     as_json: AsJson = False,
 ) -> None:
     """Score RUN against QRELS with ir_measures: means, optionally per query."""
-    from eval.compare import restrict_qrels
-    from eval.metrics import DEFAULT_MEASURES, evaluate
-    from eval.trec import read_qrels, read_run, read_topics
+    from xlir.eval.compare import restrict_qrels
+    from xlir.eval.metrics import DEFAULT_MEASURES, evaluate
+    from xlir.eval.trec import read_qrels, read_run, read_topics
 
     try:
         ranked = read_run(run_path)
@@ -232,8 +232,8 @@ def fuse(
     tag: Annotated[str | None, typer.Option(help="Run tag of the fused run; default: the method.")] = None,
 ) -> None:
     """Fuse RUNS query by query (RRF, or min-max / z-score normalized weighted sums) into one run file."""
-    from eval.compare import fuse_runs, system_names
-    from eval.trec import read_run, write_run
+    from xlir.eval.compare import fuse_runs, system_names
+    from xlir.eval.trec import read_run, write_run
 
     try:
         loaded = [read_run(path) for path in runs]
@@ -292,9 +292,9 @@ def compare(
 ) -> None:
     """Compare RUNS on the same judged queries: means per measure, difference to the baseline and paired
     t-test and randomization test p-values."""
-    from eval.compare import compare_runs, restrict_qrels, system_names
-    from eval.metrics import DEFAULT_MEASURES
-    from eval.trec import read_qrels, read_run, read_topics
+    from xlir.eval.compare import compare_runs, restrict_qrels, system_names
+    from xlir.eval.metrics import DEFAULT_MEASURES
+    from xlir.eval.trec import read_qrels, read_run, read_topics
 
     try:
         loaded = [read_run(path) for path in runs]
@@ -368,8 +368,8 @@ def grid(
     markdown: AsMarkdown = False,
 ) -> None:
     """Queries in each X against documents in each Y: MEASURE per (X, Y), latency, and a heat map."""
-    from eval.grid import language_grid
-    from eval.plots import heatmap
+    from xlir.eval.grid import language_grid
+    from xlir.eval.plots import heatmap
 
     channels = _split(channel) or ["bm25"]
     try:
@@ -459,7 +459,7 @@ def pool(
     documents; bias = their difference divided by the room it had, in [-1, 1] (0 = as among the relevant
     documents, 1 = the top 10 is all in the query's language).
     """
-    from eval.grid import BIAS_LEGEND, multilingual_pool
+    from xlir.eval.grid import BIAS_LEGEND, multilingual_pool
 
     channels = _split(channel) or ["bm25"]
     try:

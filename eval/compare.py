@@ -1,9 +1,9 @@
 """Comparing and fusing runs: systems x measures with paired significance, and run-level fusion.
 
 * :func:`compare_runs` scores several runs on the same judged queries and tests each against a baseline
-  with the two-sided paired t-test and the paired randomization test (:mod:`eval.metrics`).
-* :func:`fuse_runs` fuses runs query by query with :func:`retrieval.fusion.rrf` or
-  :func:`retrieval.fusion.normalized_fusion` (min-max or z-score).
+  with the two-sided paired t-test and the paired randomization test (:mod:`xlir.eval.metrics`).
+* :func:`fuse_runs` fuses runs query by query with :func:`xlir.retrieval.fusion.rrf` or
+  :func:`xlir.retrieval.fusion.normalized_fusion` (min-max or z-score).
 * :func:`restrict_qrels` keeps the judgments of the queries that were run, so that a judged query a
   system found nothing for counts as 0 instead of silently leaving the mean.
 """
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from eval.metrics import DEFAULT_MEASURES, EvalResult, evaluate, paired_ttest, randomization_test
-from eval.trec import Qrels
-from retrieval.fusion import normalized_fusion, rrf
-from retrieval.ranking import Ranking
+from xlir.eval.metrics import DEFAULT_MEASURES, EvalResult, evaluate, paired_ttest, randomization_test
+from xlir.eval.trec import Qrels
+from xlir.retrieval.fusion import normalized_fusion, rrf
+from xlir.retrieval.ranking import Ranking
 
 logger = logging.getLogger(__name__)
 

@@ -34,14 +34,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.collections import Collection, CollectionError
-from eval.metrics import EvalResult, evaluate
-from eval.runner import LatencyStats, RunResult, run_topics
-from eval.trec import Qrels, read_qrels
-from indexing.config import IndexConfig
-from indexing.languages import normalize_language
-from retrieval.ranking import Ranking
-from retrieval.searcher import Searcher
+from xlir.eval.collection import Collection, CollectionError
+from xlir.eval.metrics import EvalResult, evaluate
+from xlir.eval.runner import LatencyStats, RunResult, run_topics
+from xlir.eval.trec import Qrels, read_qrels
+from xlir.indexing.config import IndexConfig
+from xlir.models.languages import normalize_language
+from xlir.retrieval.ranking import Ranking
+from xlir.retrieval.searcher import Searcher
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def cached_index(
     so an edited corpus or another config builds a new index in ``<cache_dir>/<name>-<key>``. ``fresh``
     rebuilds it even when cached (to measure the build).
     """
-    from indexing.builder import build_index
-    from indexing.readers import read_collection_corpus
+    from xlir.indexing.builder import build_index
+    from xlir.indexing.readers import read_collection_corpus
 
     paths = [(collection.root / "corpus" / f"{corpus}.jsonl").resolve() for corpus in corpus_names]
     missing = [str(path) for path in paths if not path.is_file()]

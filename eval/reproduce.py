@@ -1,7 +1,7 @@
 """Regenerate the result tables in docs/RESULTS.md: every system, every task, baselines in the same run.
 
-    python -m eval.reproduce --data ../shared/data                 # all tasks (hours of CPU on 2 cores)
-    python -m eval.reproduce --tasks xquad-pairs --check           # and compare with eval/regressions.json
+    python -m xlir.eval.reproduce --data ../shared/data                 # all tasks (hours of CPU on 2 cores)
+    python -m xlir.eval.reproduce --tasks xquad-pairs --check           # and compare with eval/regressions.json
 
 Systems: Pyserini BM25 used directly and mE5-small used directly through sentence-transformers (the
 baselines), then each xlir channel (bm25, dense, sparse, multivector) and the fused first stage (RRF over
@@ -13,7 +13,7 @@ the channels, what ``Searcher`` returns by default). Tasks:
 - ``tatoeba``: every Tatoeba language X -> its English side: accuracy@1 and nDCG@10 per language, every
   system on every language.
 - ``rerank``: the fused first stage vs fused + rerank (top 100) on fixed query subsets of the three
-  above (:mod:`eval.rerank_eval`), with significance tests, checkpoint averaging vs last, and latency.
+  above (:mod:`xlir.eval.rerank_eval`), with significance tests, checkpoint averaging vs last, and latency.
 - ``dense-throughput``, ``multivector``: the dense channel's encoding overhead; the late-interaction
   channel's own study (trained head vs raw states, bytes per token, MaxSim latency).
 
@@ -41,18 +41,19 @@ from typing import TypeVar
 
 import numpy as np
 
-from eval.collections import Collection
-from eval.grid import cached_index, language_bias
-from eval.metrics import evaluate
-from eval.results import replace_section
-from indexing.config import IndexConfig, MultiVectorConfig
-from indexing.token_encoders import HFTokenEncoder, TokenEncoder
-from retrieval.fusion import rrf
-from retrieval.multivector import MultiVectorSearcher
-from retrieval.ranking import Ranking
-from retrieval.searcher import Searcher
+from xlir.eval.collection import Collection
+from xlir.eval.grid import cached_index, language_bias
+from xlir.eval.metrics import evaluate
+from xlir.eval.results import replace_section
+from xlir.indexing.channels.multivector.searcher import MultiVectorSearcher
+from xlir.indexing.config import IndexConfig, MultiVectorConfig
+from xlir.models.encoders.tokens import HFTokenEncoder, TokenEncoder
+from xlir.models.paths import xlir_home
+from xlir.retrieval.fusion import rrf
+from xlir.retrieval.ranking import Ranking
+from xlir.retrieval.searcher import Searcher
 
-log = logging.getLogger("eval.reproduce")
+log = logging.getLogger("xlir.eval.reproduce")
 T = TypeVar("T")
 
 TASKS = ("xquad-pairs", "xquad-pool", "tatoeba", "rerank", "dense-throughput", "multivector")
@@ -89,8 +90,8 @@ class PyseriniBM25:
     """Pyserini used directly: a LuceneIndexer over one corpus with its language's analyzer, LuceneSearcher."""
 
     def __init__(self, corpus: Path, lang: str, work: Path) -> None:
-        from eval.bench_bm25 import pyserini_index, pyserini_searcher
-        from indexing.analyzers import LUCENE_ANALYZERS
+        from xlir.eval.bench_bm25 import pyserini_index, pyserini_searcher
+        from xlir.indexing.analyzers import LUCENE_ANALYZERS
 
         self.lang = lang
         pyserini_index({lang: corpus}, work)
@@ -98,14 +99,14 @@ class PyseriniBM25:
         if self._searcher is None:  # the neutral analyzer: same Java analyzer object xlir uses
             from pyserini.search.lucene import LuceneSearcher
 
-            from indexing.analyzers import analyzer_for, java_analyzer
+            from xlir.indexing.analyzers import analyzer_for, java_analyzer
 
             self._searcher = LuceneSearcher(str(work / lang))
             self._searcher.object.set_analyzer(java_analyzer(analyzer_for(lang)))
             self._searcher.set_bm25(0.9, 0.4)
 
     def run(self, topics: Mapping[str, str]) -> Run:
-        from indexing.analyzers import analyzer_for, prepare_text
+        from xlir.indexing.analyzers import analyzer_for, prepare_text
 
         analyzer = analyzer_for(self.lang)
         return {
@@ -142,7 +143,7 @@ class E5Direct:
     """multilingual-e5-small through sentence-transformers, used directly: cosine over all documents."""
 
     def __init__(self) -> None:
-        from indexing.models import load_sentence_transformer
+        from xlir.models.registry import load_sentence_transformer
 
         self.model = load_sentence_transformer()
 
@@ -258,7 +259,7 @@ def xquad_pairs(data: Path, cache: Path, work: Path, limit: int | None) -> tuple
 def xquad_pool(
     data: Path, cache: Path, work: Path, limit: int | None, reuse: bool = False
 ) -> tuple[str, dict[str, float]]:
-    from indexing.manifest import Manifest
+    from xlir.indexing.manifest import Manifest
 
     xquad = Collection(data / "xquad")
     pool = xquad.pool()
@@ -409,8 +410,8 @@ def dense_throughput(
     data: Path, work: Path, limit: int | None, rounds: int = 2
 ) -> tuple[str, dict[str, float]]:
     """Encoding inside an xlir build vs the same model encoding the same texts directly, alternating."""
-    from indexing.builder import build_index
-    from indexing.documents import Document
+    from xlir.indexing.builder import build_index
+    from xlir.indexing.documents import Document
 
     xquad = Collection(data / "xquad")
     docs = [
@@ -463,7 +464,7 @@ class MultiVectorSystems:
     """The multivector channel with the trained head and with raw states, and dense, over one corpus.
 
     Both multivector indexes are real builds (``cached_index``); queries are searched with each index's
-    own :class:`~retrieval.multivector.MultiVectorSearcher` at its default settings. A query's mE5 token
+    own :class:`~xlir.indexing.channels.multivector.searcher.MultiVectorSearcher` at its default settings. A query's mE5 token
     states are computed once and projected by each searcher's encoder (head, or normalization only), which
     is exactly what ``batch_search`` does in two passes.
     """
@@ -739,8 +740,8 @@ def _tatoeba_pool(tatoeba_: Collection, cache: Path, per_lang: int) -> Path:
     ``per_lang`` > 0), built once under ``cache`` (keyed by the corpus files, the sample and the config)."""
     import hashlib
 
-    from indexing.builder import build_index
-    from indexing.documents import Document
+    from xlir.indexing.builder import build_index
+    from xlir.indexing.documents import Document
 
     langs = tatoeba_.query_languages()
     sources = [tatoeba_.corpus_path("eng", lang) for lang in langs]
@@ -771,7 +772,7 @@ def _tatoeba_pool(tatoeba_: Collection, cache: Path, per_lang: int) -> Path:
 
 def _head_exhaustive() -> dict[str, float]:
     """The shipped head's XQuAD nDCG@10 as its head.json records it (exhaustive, uncompressed MaxSim)."""
-    from indexing.token_encoders import DEFAULT_HEAD, HEADS_DIR
+    from xlir.models.encoders.tokens import DEFAULT_HEAD, HEADS_DIR
 
     path = HEADS_DIR / DEFAULT_HEAD / "head.json"
     if not path.is_file():
@@ -916,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare the means with eval/regressions.json")
     parser.add_argument("--update-expected", action="store_true", help="write the measured means as expected")
     args = parser.parse_args(argv)
-    from eval.rerank_eval import rerank_task
+    from xlir.eval.rerank_eval import rerank_task
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -925,9 +926,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
     if args.update_expected and args.limit is not None:
         parser.error("--update-expected records full runs only; drop --limit")
-    cache = args.cache or Path(os.environ.get("XLIR_HOME", Path.home() / ".cache" / "xlir")) / "eval-indexes"
+    cache = args.cache or xlir_home() / "eval-indexes"
     argv = list(argv if argv is not None else sys.argv[1:])
-    command = "python -m eval.reproduce " + " ".join(argv)
+    command = "python -m xlir.eval.reproduce " + " ".join(argv)
     problems: list[str] = []
     measured: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="xlir-reproduce-") as tmp:

@@ -1,6 +1,6 @@
-"""The ``rerank`` task of ``python -m eval.reproduce``: fused first stage vs fused + rerank, same queries.
+"""The ``rerank`` task of ``python -m xlir.eval.reproduce``: fused first stage vs fused + rerank, same queries.
 
-    python -m eval.reproduce --tasks rerank
+    python -m xlir.eval.reproduce --tasks rerank
 
 Reranking every query's top 100 (7 XQuAD pairs x 1,190 queries, the 12-language pool, 112 Tatoeba
 languages) is days of a 2-core CPU, so this task measures fixed, documented subsets and always reports the
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.collections import Collection
-from eval.grid import cached_index, language_bias
-from eval.metrics import evaluate, paired_ttest, randomization_test
-from indexing.config import IndexConfig
-from retrieval.ranking import ChannelScore, Hit, Ranking
-from retrieval.rerank import (
+from xlir.eval.collection import Collection
+from xlir.eval.grid import cached_index, language_bias
+from xlir.eval.metrics import evaluate, paired_ttest, randomization_test
+from xlir.indexing.config import IndexConfig
+from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.retrieval.rerank import (
     RERANK_SOURCE,
     AdapterReranker,
     Reranker,
@@ -47,9 +47,9 @@ from retrieval.rerank import (
     reranker_for,
     z_normalize,
 )
-from retrieval.searcher import Searcher
+from xlir.retrieval.searcher import Searcher
 
-log = logging.getLogger("eval.rerank_eval")
+log = logging.getLogger("xlir.eval.rerank_eval")
 
 Run = dict[str, Ranking]
 FIRST = "xlir fused (first stage)"
@@ -179,7 +179,7 @@ def rerank_task(
     latency_queries: int = 1,
 ) -> tuple[str, dict[str, float]]:
     """Fused vs fused + rerank on the XQuAD pairs, the pool and Tatoeba subsets (see the module docstring)."""
-    from eval.reproduce import TATOEBA_FOCUS, XQUAD_PAIRS, _pair_table
+    from xlir.eval.reproduce import TATOEBA_FOCUS, XQUAD_PAIRS, _pair_table
 
     xquad, tatoeba = Collection(data / "xquad"), Collection(data / "tatoeba")
     reranker = reranker_for(reranker_name, device="auto")
@@ -325,7 +325,7 @@ def latency_study(
     """Reranking latency per query for ``k`` hits, a gated reranker cold (no passage states kept from
     earlier queries: every passage's lower layers computed) and warm (the same queries again, every passage's
     lower-layer states kept); other rerankers have no cache and are timed once. Markdown lines."""
-    from retrieval.gated_rerank import GatedReranker
+    from xlir.models.rerankers.gated import GatedReranker
 
     reranker = reranker_for(reranker_name, device="auto")
     gated = isinstance(reranker, GatedReranker)
@@ -356,7 +356,7 @@ def latency_study(
 
 
 def _bf16(reranker: Reranker) -> bool:
-    from retrieval.rerank import bf16_supported
+    from xlir.retrieval.rerank import bf16_supported
 
     precision = getattr(reranker, "precision", "fp32")
     return precision == "bf16" or (

@@ -1,7 +1,7 @@
 """Running a system over topics: ``{qid: text}`` -> ``{qid: Ranking}`` through :class:`Searcher`, timed.
 
 A *run* is what TREC calls the output of one system on one topic set. :func:`run_topics` sends the topics
-through :meth:`retrieval.searcher.Searcher.rankings` in batches of ``batch_size`` queries and records how
+through :meth:`xlir.retrieval.searcher.Searcher.rankings` in batches of ``batch_size`` queries and records how
 long each batch took. With ``batch_size=1`` (the default) every query is its own call, so the recorded
 times are true per-query latencies (what an interactive user waits); with larger batches each query is
 given its batch's time divided by the batch size (amortized latency, the throughput view - the neural
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.trec import write_run
-from retrieval.ranking import Ranking
-from retrieval.searcher import Searcher
+from xlir.eval.trec import write_run
+from xlir.retrieval.ranking import Ranking
+from xlir.retrieval.searcher import Searcher
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.errors import UserError
+from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ _TEXT_KEYS = ("text", "query", "title")
 _BEIR_HEADER = ("query-id", "corpus-id", "score")
 
 
-class TrecFormatError(ValueError):
+class TrecFormatError(UserError, ValueError):
     """A malformed topics, qrels or run file: ``where`` is ``file:line`` (or the file)."""
 
     def __init__(self, where: str, problem: str, hint: str) -> None:

@@ -134,7 +134,7 @@ def java_analyzer(analyzer: str) -> Any:
     Needs the JVM (started here if it is not yet).
     """
     check_analyzer(analyzer)
-    from indexing.java import ensure_jvm
+    from xlir.indexing.java import ensure_jvm
 
     ensure_jvm()
     from jnius import autoclass

@@ -18,18 +18,19 @@ from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
-from indexing.channel import WRITERS, ChannelWriter, open_writer
-from indexing.config import IndexConfig
-from indexing.docstore import DocStore
-from indexing.documents import CorpusError, Document
-from indexing.manifest import MANIFEST_NAME, Manifest
+from xlir.errors import ConflictError
+from xlir.indexing.channels.base import WRITERS, ChannelWriter, open_writer
+from xlir.indexing.config import IndexConfig
+from xlir.indexing.docstore import DocStore
+from xlir.indexing.documents import CorpusError, Document
+from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
 
 _BATCH = 2000
 
 
-class IndexExistsError(FileExistsError):
+class IndexExistsError(ConflictError, FileExistsError):
     """The target directory already holds something and the caller did not ask to replace it."""
 
 
@@ -202,7 +203,7 @@ def _with_language(doc: Document, config: IndexConfig) -> Document:
         return doc
     if config.language.default:
         return replace(doc, lang=config.language.default)
-    from indexing.languages import detect_language
+    from xlir.models.languages import detect_language
 
     code, confidence = detect_language(doc.text)
     metadata = {**doc.metadata, "lang_detected": round(confidence, 3)}

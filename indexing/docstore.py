@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from indexing.documents import Document
+from xlir.indexing.documents import Document
 
 DOCSTORE_NAME = "docs.sqlite"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from xlir.errors import UserError
+
 
 @dataclass(frozen=True, slots=True)
 class Document:
@@ -54,7 +56,7 @@ def make_document(
     return doc
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus problem a user can fix: names the place (``file:line``), the problem and what to do."""
 
     def __init__(self, where: str, problem: str, hint: str, reason: str = "invalid") -> None:

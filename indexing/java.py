@@ -79,7 +79,7 @@ def _check_running_vm() -> None:
             "a Java VM is already running in this process and cannot load Anserini "
             f"({str(exc).splitlines()[0]}): something imported jnius or pyserini before xlir set the JVM "
             "up, so it started without the Anserini jar or with the system's (too old) Java. A JVM cannot "
-            "be restarted: call indexing.java.ensure_jvm() before importing jnius or pyserini, in a fresh "
+            "be restarted: call xlir.indexing.java.ensure_jvm() before importing jnius or pyserini, in a fresh "
             "process."
         ) from exc
     logger.debug("reusing a JVM started elsewhere; Anserini classes are reachable")

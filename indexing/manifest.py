@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from xlir.errors import NotFoundError
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -36,7 +38,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-class IndexNotFoundError(FileNotFoundError):
+class IndexNotFoundError(NotFoundError, FileNotFoundError):
     """The directory given as an index is not one (or not one this xlir can read)."""
 
 

@@ -1,7 +1,7 @@
 """Streaming corpus readers: JSON Lines files, BEIR directories and the shared ``<collection>/corpus`` layout.
 
-Each reader yields :class:`~indexing.documents.Document` objects one at a time with ``origin="file:line"``.
-A line the reader cannot use raises a :class:`~indexing.documents.CorpusError` naming ``file:line``, the
+Each reader yields :class:`~xlir.indexing.documents.Document` objects one at a time with ``origin="file:line"``.
+A line the reader cannot use raises a :class:`~xlir.indexing.documents.CorpusError` naming ``file:line``, the
 problem and the fix (``on_error="stop"``, the default), or is skipped, logged and counted in a
 :class:`ReadReport` (``on_error="skip"``). Nothing is ever dropped silently. Blank lines are not
 errors and are passed over.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from indexing.documents import CorpusError, Document, make_document
-from indexing.languages import LanguageError, normalize_language
+from xlir.indexing.documents import CorpusError, Document, make_document
+from xlir.models.languages import LanguageError, normalize_language
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ def read_jsonl(
     """Documents from a JSON Lines file (``.jsonl`` or ``.jsonl.gz``), one JSON object a line.
 
     Fields: ``id`` (or ``_id``, ``docid``; string or integer), ``text`` (or ``contents``), optional
-    ``lang`` (normalized with :func:`~indexing.languages.normalize_language`) and ``title``; every other
+    ``lang`` (normalized with :func:`~xlir.models.languages.normalize_language`) and ``title``; every other
     field goes into ``metadata``. ``lang``, when given, is the language of every document in the file and
     overrides the records' own. A missing file, a bad ``lang`` or ``on_error`` raise at once; line
     errors raise (or are skipped) while iterating.

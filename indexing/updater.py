@@ -4,16 +4,16 @@
 ``delete(ids)``) is applied to the document store and to **every** channel of the index, then the
 manifest (channel details, documents per language) is rewritten. The result equals a fresh build over
 the same final documents (for BM25: the same ids and scores, because deletions are expunged so that
-Lucene's collection statistics match; see :class:`indexing.bm25.BM25Updater`).
+Lucene's collection statistics match; see :class:`xlir.indexing.channels.bm25.writer.BM25Updater`).
 
 Design
 ------
-* **Per-channel protocol.** Each channel offers a :class:`indexing.channel.ChannelUpdater` registered in
-  :data:`indexing.channel.UPDATERS` (like the writers): ``delete(ids)``, ``add(docs)``,
+* **Per-channel protocol.** Each channel offers a :class:`xlir.indexing.channels.base.ChannelUpdater` registered in
+  :data:`xlir.indexing.channels.base.UPDATERS` (like the writers): ``delete(ids)``, ``add(docs)``,
   ``close() -> details``. An upsert is "delete every id of the batch, then add the batch", so a replaced
   document may change language (BM25 sub-index) freely. BM25, dense and sparse have updaters; an
   index with a channel that has none refuses updates with
-  :class:`indexing.channel.UpdateNotSupportedError` before anything is written.
+  :class:`xlir.indexing.channels.base.UpdateNotSupportedError` before anything is written.
 * **Crash safety: a write-ahead journal.** Before a batch touches anything it is written, with the
   documents' languages already resolved, to ``journal/<sequence>.json`` in the index directory
   (temporary file, fsync, atomic rename, fsync of the directory). Then the channels, the docstore and
@@ -24,7 +24,7 @@ Design
   recomputes its manifest details from what is on disk.
 * **One writer at a time.** Batches are serialized by a lock within the process and an ``flock`` on
   ``.update.lock`` across processes. Searchers opened before a batch keep seeing the state they opened
-  (Lucene readers are point-in-time); :meth:`retrieval.searcher.Searcher.reload` opens the new state.
+  (Lucene readers are point-in-time); :meth:`xlir.retrieval.searcher.Searcher.reload` opens the new state.
   The HTTP server applies a batch and reloads under a writer lock, so no search sees half a batch.
 """
 
@@ -42,11 +42,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexing.channel import UPDATERS, UpdateNotSupportedError, open_updater
-from indexing.config import IndexConfig
-from indexing.docstore import DocStore
-from indexing.documents import Document
-from indexing.manifest import MANIFEST_NAME, Manifest
+from xlir.errors import UserError
+from xlir.indexing.channels.base import UPDATERS, UpdateNotSupportedError, open_updater
+from xlir.indexing.config import IndexConfig
+from xlir.indexing.docstore import DocStore
+from xlir.indexing.documents import Document
+from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ JOURNAL_DIR = "journal"
 LOCK_NAME = ".update.lock"
 
 
-class UpdateError(ValueError):
+class UpdateError(UserError, ValueError):
     """A batch that cannot be applied as given (empty, duplicate ids, empty text, bad language)."""
 
 
@@ -78,8 +79,8 @@ class UpdateReport:
 class IndexUpdater:
     """Apply document batches to the index at ``index_dir`` in place (see the module docstring).
 
-    Raises :class:`indexing.manifest.IndexNotFoundError` if ``index_dir`` is not an index and
-    :class:`indexing.channel.UpdateNotSupportedError` if one of its channels cannot be updated.
+    Raises :class:`xlir.indexing.manifest.IndexNotFoundError` if ``index_dir`` is not an index and
+    :class:`xlir.indexing.channels.base.UpdateNotSupportedError` if one of its channels cannot be updated.
     Pending journal entries of an interrupted update are replayed on construction.
     """
 
@@ -126,8 +127,8 @@ class IndexUpdater:
     # -- internals -----------------------------------------------------------------------------------
 
     def _prepare(self, docs: Sequence[Document]) -> list[Document]:
-        from indexing.builder import _with_language
-        from indexing.languages import normalize_language
+        from xlir.indexing.builder import _with_language
+        from xlir.models.languages import normalize_language
 
         if not docs:
             raise UpdateError("no documents to add: give at least one document")

@@ -1,6 +1,6 @@
 """Fusion: combine the rankings several sources gave one query into one :class:`Ranking`.
 
-Pure functions over :class:`~retrieval.ranking.Ranking` (no I/O, no state):
+Pure functions over :class:`~xlir.retrieval.ranking.Ranking` (no I/O, no state):
 
 * :func:`rrf` - reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009): a document scores
   ``sum over inputs of 1 / (k + rank)``; scores are ignored, so channels on different scales mix freely.
@@ -9,7 +9,7 @@ Pure functions over :class:`~retrieval.ranking.Ranking` (no I/O, no state):
 * :func:`language_slots` - let a one-language signal (BM25 kept to the query's language) reorder only the
   places that language already holds in a cross-lingual ranking, so it cannot push other languages out.
 
-Every fused :class:`~retrieval.ranking.Hit` keeps its provenance: ``sources`` is the union of the input
+Every fused :class:`~xlir.retrieval.ranking.Hit` keeps its provenance: ``sources`` is the union of the input
 hits' ``sources`` (an input hit that carries none contributes ``{ranking.source: (rank, score)}``), so the
 rank and raw score each contributing channel gave a document survive fusion, and fusing fused rankings
 keeps the original channels. ``lang`` is the first non-empty ``lang`` among the inputs. Fused hits are
@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
 
 logger = logging.getLogger(__name__)
 

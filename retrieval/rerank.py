@@ -4,8 +4,8 @@
   (one relevance score per text, higher is better).
 * :class:`AdapterReranker` - a cross-encoder made of a multilingual backbone (multilingual-e5-small by
   default), a bottleneck **ranking adapter** and a one-logit scoring head (the `adapters` library),
-  trained on English by ``xlir train reranker`` (:mod:`retrieval.reranker_train`; shipped as
-  ``me5-small-rank-en``); its gated variant (:mod:`retrieval.gated_rerank`) is :data:`DEFAULT_RERANKER`.
+  trained on English by ``xlir train reranker`` (:mod:`xlir.training.reranker`; shipped as
+  ``me5-small-rank-en``); its gated variant (:mod:`xlir.models.rerankers.gated`) is :data:`DEFAULT_RERANKER`.
   Optional user-supplied **language adapters** are composed with it, ``Stack(lang, rank)`` (MAD-X style:
   the language adapter below, the task adapter above it).
   Which language selects the adapter: the **document's** language (``select_by="document"``, the default:
@@ -16,7 +16,7 @@
   (a local folder, or a hub id already in the local HF cache; nothing is downloaded).
 * :func:`reranker_for` - a reranker from a name (the shipped default, a trained reranker folder, or a
   cross-encoder checkpoint).
-* :func:`rerank` - re-scores the top ``k`` hits of a :class:`~retrieval.ranking.Ranking` in batches under
+* :func:`rerank` - re-scores the top ``k`` hits of a :class:`~xlir.retrieval.ranking.Ranking` in batches under
   a per-query time budget. What could not be scored in time keeps its first-stage order, after the scored
   (reranked) hits. Scored hits carry ``sources["rerank"]``; the ranking's ``source`` becomes
   ``"<first>+rerank"`` (all k scored) or ``"<first>+rerank-partial"`` (the budget ran out);
@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.errors import UserError
+from xlir.models.paths import shipped
+from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
 
 if TYPE_CHECKING:
     import torch
@@ -44,9 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Where shipped rerankers live (inside the installed package).
-RERANKERS_DIR = Path(__file__).resolve().parents[1] / "xlir" / "data" / "rerankers"
+RERANKERS_DIR = shipped("rerankers")
 #: The reranker trained by ``xlir train reranker --kind gated`` and shipped (see its reranker.json for
-#: provenance): the gated reranker of :mod:`retrieval.gated_rerank`. ``me5-small-rank-en`` (the full
+#: provenance): the gated reranker of :mod:`xlir.models.rerankers.gated`. ``me5-small-rank-en`` (the full
 #: cross-encoder kind, ranking below the first stage across languages) ships beside it.
 DEFAULT_RERANKER = "me5-small-gated-en"
 #: The provenance/config file of an adapter reranker folder.
@@ -63,7 +65,7 @@ E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
 SelectBy = Literal["document", "query"]
 
 
-class RerankerError(ValueError):
+class RerankerError(UserError, ValueError):
     """A reranker cannot be built or used as asked; the message says what to change."""
 
 
@@ -87,12 +89,12 @@ class Reranker(Protocol):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Shared model plumbing (also used by retrieval.reranker_train)
+# Shared model plumbing (also used by xlir.training.reranker)
 # ----------------------------------------------------------------------------------------------------------
 
 
 def _device(device: str | None) -> str:
-    from indexing.models import resolve_device
+    from xlir.models.registry import resolve_device
 
     return resolve_device(device or "auto")
 
@@ -189,7 +191,7 @@ def tokenize_pairs(
 
 def load_backbone(backbone: str, device: str) -> tuple[Any, Any, str]:
     """(tokenizer, adapter-capable model, resolved path) of ``backbone`` (a model name, hub id or folder)."""
-    from indexing.models import ModelNotAvailableError, offline_hub, resolve_model
+    from xlir.models.registry import ModelNotAvailableError, offline_hub, resolve_model
 
     try:
         path = resolve_model(backbone)
@@ -336,13 +338,13 @@ class AdapterReranker:
         """Refuse a folder of another reranker kind (its reranker.json ``kind``)."""
         if self.info.get("kind") == "gated":
             raise RerankerError(
-                f"{self.path} is a gated reranker: load it with retrieval.gated_rerank.GatedReranker or "
+                f"{self.path} is a gated reranker: load it with xlir.models.rerankers.gated.GatedReranker or "
                 "reranker_for(name), which picks the class from its reranker.json."
             )
 
     def _load_ranking(self) -> None:
         """Load the folder's ranking adapter (and its head) into ``self.model``."""
-        from indexing.models import offline_hub
+        from xlir.models.registry import offline_hub
 
         with offline_hub():
             self.model.load_adapter(
@@ -391,7 +393,7 @@ class AdapterReranker:
 
     def add_language_adapter(self, lang: str, folder: str | Path) -> None:
         """Load the language adapter in ``folder`` for ``lang`` (ISO 639-1, e.g. ``"de"``)."""
-        from indexing.models import offline_hub
+        from xlir.models.registry import offline_hub
 
         code = str(lang).strip().lower()
         if not code:
@@ -490,7 +492,7 @@ class CrossEncoderReranker:
     ) -> None:
         import torch
 
-        from indexing.models import ModelNotAvailableError, offline_hub, resolve_model
+        from xlir.models.registry import ModelNotAvailableError, offline_hub, resolve_model
 
         try:
             path = resolve_model(str(model))
@@ -567,7 +569,7 @@ _CACHE_LOCK = threading.Lock()
 def reranker_for(name_or_path: str | Path | None = None, device: str = "auto") -> Reranker:
     """A reranker by name, loaded once per process: ``None``/``"default"`` -> the shipped
     :data:`DEFAULT_RERANKER`; a shipped name or a folder with ``reranker.json`` -> :class:`AdapterReranker`
-    (:class:`retrieval.gated_rerank.GatedReranker` where its ``kind`` is ``"gated"``);
+    (:class:`xlir.models.rerankers.gated.GatedReranker` where its ``kind`` is ``"gated"``);
     any other folder or cached hub id -> :class:`CrossEncoderReranker`."""
     name = str(name_or_path) if name_or_path not in (None, "", "default") else DEFAULT_RERANKER
     key = (name, device)
@@ -575,7 +577,7 @@ def reranker_for(name_or_path: str | Path | None = None, device: str = "auto") -
         if key not in _CACHE:
             shipped = (RERANKERS_DIR / name / RERANKER_CONFIG).is_file()
             if shipped or (Path(name).expanduser() / RERANKER_CONFIG).is_file():
-                from retrieval.gated_rerank import GatedReranker, is_gated
+                from xlir.models.rerankers.gated import GatedReranker, is_gated
 
                 folder = RERANKERS_DIR / name if shipped else Path(name).expanduser()
                 cls = GatedReranker if is_gated(folder) else AdapterReranker

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexing.docstore import DocStore
-from indexing.documents import Document
-from indexing.manifest import Manifest
-from retrieval.channel import ChannelSearcher, open_searcher
-from retrieval.ranking import ChannelScore, Ranking
-from retrieval.rerank import Reranker, rerank_status
+from xlir.errors import UserError
+from xlir.indexing.channels.searchers import ChannelSearcher, open_searcher
+from xlir.indexing.docstore import DocStore
+from xlir.indexing.documents import Document
+from xlir.indexing.manifest import Manifest
+from xlir.retrieval.ranking import ChannelScore, Ranking
+from xlir.retrieval.rerank import Reranker, rerank_status
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ LEXICAL_SCOPE_CONFIDENCE = 0.5
 MAX_QUERY_CHARS = 4096
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """A query the engine cannot run as given (empty, too long, unknown language or channel)."""
 
 
@@ -59,7 +60,7 @@ class SearchResult:
 class Searcher:
     """Search one xlir index. ``Searcher(path).search("query", k=10)``.
 
-    ``reranker``: a :class:`retrieval.rerank.Reranker`, or a name for :func:`retrieval.rerank.reranker_for`
+    ``reranker``: a :class:`xlir.retrieval.rerank.Reranker`, or a name for :func:`xlir.retrieval.rerank.reranker_for`
     (``"default"`` = the shipped one), loaded on first use; ``None`` = no reranking stage (the default).
     ``search(..., rerank=True)`` then reranks the fused top ``rerank_k``.
     """
@@ -128,7 +129,7 @@ class Searcher:
 
         Several channels are fused with ``fusion``: ``"rrf"`` (reciprocal rank fusion with constant
         ``rrf_k``) or ``"minmax"`` / ``"zscore"`` (normalized scores summed with per-channel ``weights``,
-        default 1 each; see :mod:`retrieval.fusion`). One channel's ranking is returned as it is.
+        default 1 each; see :mod:`xlir.retrieval.fusion`). One channel's ranking is returned as it is.
         """
         query = self._check_query(query, k)
         wanted = self._check_channels(channels)
@@ -211,8 +212,8 @@ class Searcher:
         weights: Mapping[str, float] | None,
     ) -> Ranking:
         """Fuse one query's channel rankings; a lexical channel kept to the query's language only reorders
-        the places that language holds in the other channels' fusion (:func:`retrieval.fusion.language_slots`)."""
-        from retrieval.fusion import language_slots
+        the places that language holds in the other channels' fusion (:func:`xlir.retrieval.fusion.language_slots`)."""
+        from xlir.retrieval.fusion import language_slots
 
         fused = _fuse(rankings, channels, fusion, rrf_k, weights)
         lexical = [bool(getattr(self._channels[name], "lexical", False)) for name in channels]
@@ -311,7 +312,7 @@ class Searcher:
     def reranker(self) -> Reranker:
         """The reranker (loaded on first use; the shipped default when none was named)."""
         if self._reranker is None:
-            from retrieval.rerank import reranker_for
+            from xlir.retrieval.rerank import reranker_for
 
             self._reranker = reranker_for(
                 self._reranker_spec if isinstance(self._reranker_spec, str) else None
@@ -332,11 +333,11 @@ class Searcher:
 
         The query's language (detected) and each document's language go to the reranker (they select
         language adapters where it has them). Past the time budget, unscored hits keep the first-stage
-        order (see :func:`retrieval.rerank.rerank`). ``interpolate``: the first stage's weight in the final
+        order (see :func:`xlir.retrieval.rerank.rerank`). ``interpolate``: the first stage's weight in the final
         score (z-normalized scores); None = the weight the reranker was validated with on English at
-        training (:func:`retrieval.rerank.first_stage_weight`), 0 = the reranker's score alone.
+        training (:func:`xlir.retrieval.rerank.first_stage_weight`), 0 = the reranker's score alone.
         """
-        from retrieval.rerank import RerankerError, first_stage_weight, rerank
+        from xlir.retrieval.rerank import RerankerError, first_stage_weight, rerank
 
         if rerank_k < 1:
             raise QueryError(f"rerank_k must be 1 or more (got {rerank_k}).")
@@ -399,7 +400,7 @@ class Searcher:
     def _check_langs(self, langs: Collection[str] | None) -> set[str] | None:
         if not langs:
             return None
-        from indexing.languages import normalize_language
+        from xlir.models.languages import normalize_language
 
         normalized = {normalize_language(lang) for lang in langs}
         absent = sorted(normalized - set(self.manifest.languages))
@@ -450,7 +451,7 @@ def _fuse(
     rrf_k: int,
     weights: Mapping[str, float] | None,
 ) -> Ranking:
-    from retrieval.fusion import normalized_fusion, rrf
+    from xlir.retrieval.fusion import normalized_fusion, rrf
 
     if fusion == "rrf":
         return rrf(rankings, k=rrf_k)
@@ -481,7 +482,7 @@ def _doc_text(doc: Document) -> str:
 
 
 def _query_language(query: str, min_confidence: float = 0.3) -> str | None:
-    from indexing.languages import detect_language
+    from xlir.models.languages import detect_language
 
     try:
         code, confidence = detect_language(query)

@@ -9,7 +9,7 @@ Endpoints: ``GET/POST /search``, ``GET /documents/{id}``, ``POST /documents`` an
 ``GET /metrics`` (Prometheus), ``GET /`` (the search page), ``GET /docs`` (OpenAPI).
 
 Consistency: searches hold the read side of a readers-writer lock; an update batch is applied to every
-channel and the docstore (:class:`indexing.updater.IndexUpdater`) and the searcher is reopened while the
+channel and the docstore (:class:`xlir.indexing.updater.IndexUpdater`) and the searcher is reopened while the
 write side is held, so every search sees the index either before or after a whole batch.
 """
 
@@ -32,10 +32,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retrieval.searcher import MAX_QUERY_CHARS
-from server.auth import ApiKeyCheck, AuthError, load_api_key
-from server.metrics import CONTENT_TYPE, Metrics
-from server.schemas import (
+from xlir.retrieval.searcher import MAX_QUERY_CHARS
+from xlir.server.auth import ApiKeyCheck, AuthError, load_api_key
+from xlir.server.metrics import CONTENT_TYPE, Metrics
+from xlir.server.schemas import (
     MAX_K,
     MAX_OFFSET,
     MAX_RERANK_BUDGET_MS,
@@ -129,7 +129,7 @@ class ReadWriteLock:
 
 
 class SearchService:
-    """What the app serves: one open :class:`retrieval.searcher.Searcher`, its lock, the updater, metrics."""
+    """What the app serves: one open :class:`xlir.retrieval.searcher.Searcher`, its lock, the updater, metrics."""
 
     def __init__(
         self,
@@ -156,8 +156,8 @@ class SearchService:
 
     def open(self) -> None:
         """Replay an interrupted update if one is journaled, then open the index."""
-        from indexing.updater import JOURNAL_DIR, IndexUpdater
-        from retrieval.searcher import Searcher
+        from xlir.indexing.updater import JOURNAL_DIR, IndexUpdater
+        from xlir.retrieval.searcher import Searcher
 
         try:
             if any((self.index_dir / JOURNAL_DIR).glob("*.json")):
@@ -182,7 +182,7 @@ class SearchService:
 
     @property
     def updatable(self) -> bool:
-        from indexing.channel import UPDATERS
+        from xlir.indexing.channels.base import UPDATERS
 
         searcher = self.searcher
         return searcher is not None and all(c in UPDATERS for c in searcher.manifest.channels)
@@ -190,9 +190,9 @@ class SearchService:
     # -- search --------------------------------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> SearchResponse:
-        from indexing.languages import LanguageError, normalize_language
-        from retrieval.rerank import RerankerError
-        from retrieval.searcher import QueryError
+        from xlir.models.languages import LanguageError, normalize_language
+        from xlir.retrieval.rerank import RerankerError
+        from xlir.retrieval.searcher import QueryError
 
         started = time.perf_counter()
         with self._search_slots, self.lock.read():
@@ -275,8 +275,8 @@ class SearchService:
     # -- updates ---------------------------------------------------------------------------------------
 
     def _get_updater(self) -> Any:
-        from indexing.channel import UpdateNotSupportedError
-        from indexing.updater import IndexUpdater
+        from xlir.indexing.channels.base import UpdateNotSupportedError
+        from xlir.indexing.updater import IndexUpdater
 
         if self._updater is None:
             try:
@@ -286,7 +286,7 @@ class SearchService:
         return self._updater
 
     def upsert(self, batch: DocumentBatch) -> UpdateResponse:
-        from indexing.documents import Document
+        from xlir.indexing.documents import Document
 
         docs = [
             Document(
@@ -304,7 +304,7 @@ class SearchService:
         return self._update("delete", lambda updater: updater.delete([doc_id]))
 
     def _update(self, operation: str, apply: Any) -> UpdateResponse:
-        from indexing.updater import UpdateError
+        from xlir.indexing.updater import UpdateError
 
         started = time.perf_counter()
         with self._update_lock:  # one batch at a time; searches go on until the swap
@@ -567,7 +567,7 @@ def create_app(
     """The FastAPI app serving the index at ``index_dir`` (opened at startup).
 
     ``search_threads`` caps the searches that run at once (default: the CPU count); more wait their turn.
-    ``reranker``: what ``rerank=true`` uses (a name or folder for :func:`retrieval.rerank.reranker_for`;
+    ``reranker``: what ``rerank=true`` uses (a name or folder for :func:`xlir.retrieval.rerank.reranker_for`;
     default the shipped one), loaded on the first reranked search; ``rerank_budget_ms`` its default time
     budget per query (None = no limit).
 
@@ -795,12 +795,12 @@ def serve(
     idle expiry, or a client reuses a connection the server is closing at that moment and sees it
     drop (uvicorn's default is 5 s, the same as httpx's pool expiry).
 
-    Raises :class:`indexing.manifest.IndexNotFoundError` at once if ``index_dir`` is not an index, and
+    Raises :class:`xlir.indexing.manifest.IndexNotFoundError` at once if ``index_dir`` is not an index, and
     ValueError for an unreadable API key file.
     """
     import uvicorn
 
-    from indexing.manifest import Manifest
+    from xlir.indexing.manifest import Manifest
 
     Manifest.read(Path(index_dir))  # fail fast, with the message that says how to build one
     app = create_app(

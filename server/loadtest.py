@@ -1,4 +1,4 @@
-"""Load test of the search service: ``python -m server.loadtest``.
+"""Load test of the search service: ``python -m xlir.server.loadtest``.
 
 Starts the server on an index in a child process on 127.0.0.1 (``--index DIR``), or targets a running one
 (``--url``), and runs N concurrent clients (default 50) from this process: each client sends searches
@@ -32,7 +32,9 @@ from typing import Any
 
 import httpx
 
-DEFAULT_QUERIES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "xquad" / "queries"
+from xlir.models.paths import data_root
+
+DEFAULT_QUERIES = data_root() / "xquad" / "queries"
 MARKER = "lzconsistencymarker"
 
 
@@ -218,7 +220,7 @@ def start_server(index: Path, api_key: str | None) -> tuple[subprocess.Popen, st
     env = dict(os.environ)
     if api_key:
         env["XLIR_API_KEY"] = api_key
-    code = "import sys; from server.app import serve; serve(sys.argv[1], port=int(sys.argv[2]), log_level='warning')"
+    code = "import sys; from xlir.server.app import serve; serve(sys.argv[1], port=int(sys.argv[2]), log_level='warning')"
     process = subprocess.Popen([sys.executable, "-c", code, str(index), str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -308,7 +310,9 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m xlir.server.loadtest", description=__doc__.split("\n\n")[0]
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--index", help="serve this index from a child process on 127.0.0.1")
     target.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000")

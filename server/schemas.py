@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retrieval.searcher import MAX_QUERY_CHARS
+from xlir.retrieval.searcher import MAX_QUERY_CHARS
 
 MAX_K = 100
 MAX_OFFSET = 1000

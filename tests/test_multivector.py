@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.builder import build_index
-from indexing.config import IndexConfig, MultiVectorConfig
-from indexing.documents import Document
-from indexing.multivector import ResidualCodec, default_centroids
-from indexing.token_encoders import (
+from xlir.indexing.builder import build_index
+from xlir.indexing.channels.multivector.searcher import MultiVectorSearcher
+from xlir.indexing.channels.multivector.writer import ResidualCodec, default_centroids
+from xlir.indexing.channels.searchers import open_searcher
+from xlir.indexing.config import IndexConfig, MultiVectorConfig
+from xlir.indexing.documents import Document
+from xlir.models.encoders.tokens import (
     DEFAULT_HEAD,
     ColBERTXMEncoder,
     HFTokenEncoder,
@@ -31,8 +33,6 @@ from indexing.token_encoders import (
     save_head,
     xmod_language,
 )
-from retrieval.channel import open_searcher
-from retrieval.multivector import MultiVectorSearcher
 
 LANGS = ("en", "de", "fr")
 _SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
@@ -319,7 +319,7 @@ def test_searcher_rejects_a_mismatched_encoder(built: tuple[Path, dict], tmp_pat
 
 def test_train_head_learns_a_synthetic_task() -> None:
     """Queries share a topic with their positive in 4 of 24 dimensions; the head must learn to keep those."""
-    from indexing.colbert_train import Prepared, TrainSettings, train_head
+    from xlir.training.colbert import Prepared, TrainSettings, train_head
 
     rng = np.random.default_rng(0)
     dim, n = 24, 120
@@ -351,7 +351,7 @@ def test_shared_tokenizer_survives_threads_with_different_truncation(tiny_bert: 
     """
     import threading
 
-    from indexing.token_encoders import SerializedTokenizer, _load_hf
+    from xlir.models.encoders.tokens import SerializedTokenizer, _load_hf
 
     tokenizer, _ = _load_hf(str(tiny_bert), "cpu")
     assert isinstance(tokenizer, SerializedTokenizer)
@@ -383,8 +383,8 @@ def test_updates_add_replace_and_delete_without_a_rebuild(built: tuple[Path, dic
     """IndexUpdater through the multivector channel: new documents found, deleted gone, the rest unchanged."""
     import shutil
 
-    from indexing.manifest import Manifest
-    from indexing.updater import IndexUpdater
+    from xlir.indexing.manifest import Manifest
+    from xlir.indexing.updater import IndexUpdater
 
     source, _ = built
     index = tmp_path / "index"

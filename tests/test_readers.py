@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing.documents import CorpusError, Document
-from indexing.languages import LanguageError
-from indexing.readers import (
+from xlir.indexing.documents import CorpusError, Document
+from xlir.indexing.readers import (
     ReadReport,
     open_corpus,
     read_beir_corpus,
@@ -20,6 +19,7 @@ from indexing.readers import (
     read_collection_corpus,
     read_jsonl,
 )
+from xlir.models.languages import LanguageError
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
@@ -108,7 +108,7 @@ def test_skip_mode_counts_every_error_by_reason(tmp_path: Path, caplog: pytest.L
     lines += ['{"id": "last", "text": "fine"}']
     path = write_lines(tmp_path / "c.jsonl", lines)
     report = ReadReport()
-    with caplog.at_level(logging.WARNING, logger="indexing.readers"):
+    with caplog.at_level(logging.WARNING, logger="xlir.indexing.readers"):
         docs = list(read_jsonl(path, on_error="skip", report=report))
     assert [d.id for d in docs] == ["first", "last"]
     assert report.read == 2
@@ -135,7 +135,7 @@ def test_skip_mode_counts_every_error_by_reason(tmp_path: Path, caplog: pytest.L
 
 def test_skip_mode_without_a_report_still_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_lines(tmp_path / "c.jsonl", ['{"id": "a", "text": ""}', '{"id": "b", "text": "x"}'])
-    with caplog.at_level(logging.WARNING, logger="indexing.readers"):
+    with caplog.at_level(logging.WARNING, logger="xlir.indexing.readers"):
         assert [d.id for d in read_jsonl(path, on_error="skip")] == ["b"]
     assert any(f"{path}:1" in r.message and "empty text" in r.message for r in caplog.records)
 
@@ -379,7 +379,7 @@ def _outcome(make):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("lang", [None, "fr"])
 @pytest.mark.parametrize("line", EDGE_LINES)
 def test_fast_path_reads_every_line_as_the_general_parser(tmp_path: Path, line: str | bytes, lang) -> None:
-    from indexing.readers import _parse_line
+    from xlir.indexing.readers import _parse_line
 
     path = write_lines(tmp_path / "c.jsonl", [line])
     raw = path.read_bytes()
@@ -390,7 +390,7 @@ def test_fast_path_reads_every_line_as_the_general_parser(tmp_path: Path, line: 
 def test_make_document_is_the_dataclass_document(tmp_path: Path) -> None:
     import dataclasses
 
-    from indexing.documents import make_document
+    from xlir.indexing.documents import make_document
 
     fast = make_document("d1", "text", "de", "Title", {"k": 1}, "f.jsonl:3")
     slow = Document(id="d1", text="text", lang="de", title="Title", metadata={"k": 1}, origin="f.jsonl:3")

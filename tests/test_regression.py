@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.reproduce import expected_scores, task_args
+from xlir.eval.reproduce import expected_scores, task_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_reproduced_scores_match_the_regression_file(task: str, shared_data: Pat
         [
             sys.executable,
             "-m",
-            "eval.reproduce",
+            "xlir.eval.reproduce",
             *args,
             "--check",
             "--data",

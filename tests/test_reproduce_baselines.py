@@ -1,4 +1,4 @@
-"""The baselines of ``eval.reproduce`` agree with xlir where they should: Pyserini over a multilingual pool."""
+"""The baselines of ``xlir.eval.reproduce`` agree with xlir where they should: Pyserini over a multilingual pool."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from eval.collections import Collection
-from eval.reproduce import PyseriniPool
-from indexing.builder import build_index
-from indexing.config import IndexConfig
-from indexing.readers import open_corpus
-from retrieval.searcher import Searcher
+from xlir.eval.collection import Collection
+from xlir.eval.reproduce import PyseriniPool
+from xlir.indexing.builder import build_index
+from xlir.indexing.config import IndexConfig
+from xlir.indexing.readers import open_corpus
+from xlir.retrieval.searcher import Searcher
 
 
 def test_pyserini_pool_ranks_like_xlir_bm25_over_every_language(sample: Path, tmp_path: Path) -> None:

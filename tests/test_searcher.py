@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing.manifest import IndexNotFoundError
-from retrieval.searcher import MAX_QUERY_CHARS, QueryError, Searcher
+from xlir.indexing.manifest import IndexNotFoundError
+from xlir.retrieval.searcher import MAX_QUERY_CHARS, QueryError, Searcher
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def neural_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample with BM25 and the real default dense model (prepared once per machine)."""
     from conftest import SAMPLE
 
-    from indexing.builder import build_index
-    from indexing.config import IndexConfig
-    from indexing.readers import open_corpus
+    from xlir.indexing.builder import build_index
+    from xlir.indexing.config import IndexConfig
+    from xlir.indexing.readers import open_corpus
 
     target = tmp_path_factory.mktemp("neural") / "sample"
     build_index(open_corpus(SAMPLE), target, IndexConfig(channels=("bm25", "dense")))

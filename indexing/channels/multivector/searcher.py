@@ -1,0 +1,250 @@
+"""The multi-vector channel searcher: PLAID-style candidate generation, then MaxSim over decompressed tokens.
+
+Opens what :class:`xlir.indexing.channels.multivector.writer.MultiVectorWriter` wrote, with the encoder the manifest recorded.
+A query is searched in three stages (Santhanam et al., PLAID, 2022):
+
+1. candidate generation: each query token's ``ncells`` nearest centroids; the documents with a token in
+   any of those cells are the candidates (restricted to the requested languages);
+2. centroid interaction: each candidate is scored by MaxSim with every token replaced by its centroid
+   (no residuals touched), counting only tokens whose centroid is among the ``cell_fraction`` best cells
+   for the query (PLAID's centroid pruning);
+3. exact-ish MaxSim: the best ``max(k, ndocs / 4)`` have their tokens decompressed (centroid + quantized
+   residual) and scored.
+
+When the cells hold fewer than ``k`` documents of the allowed languages, every allowed document is a
+candidate, so a filtered search returns ``k`` hits whenever there are ``k`` such documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xlir.indexing.channels.multivector.writer import (
+    CODES_FILE,
+    DOCIDS_FILE,
+    IVF_FILE,
+    IVF_OFFSETS_FILE,
+    LANGS_FILE,
+    LANGUAGES_FILE,
+    OFFSETS_FILE,
+    RESIDUALS_FILE,
+    ResidualCodec,
+)
+from xlir.models.encoders.tokens import TokenEncoder, open_token_encoder
+from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+
+log = logging.getLogger(__name__)
+
+SOURCE = "multivector"
+
+
+class MultiVectorSearcher:
+    """Searches a multivector channel directory: ``search(query, k, langs) -> Ranking`` (source ``"multivector"``).
+
+    ``encoder`` replaces the encoder the manifest describes (it must make the same vectors); ``ncells`` /
+    ``ndocs`` / ``cell_fraction`` override the recorded search settings.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        details: dict[str, Any],
+        encoder: TokenEncoder | None = None,
+        *,
+        ncells: int | None = None,
+        ndocs: int | None = None,
+        cell_fraction: float | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.details = dict(details)
+        for name in (CODES_FILE, RESIDUALS_FILE, OFFSETS_FILE, IVF_FILE, DOCIDS_FILE):
+            if not (self.directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{self.directory / name} is missing: the multivector channel of this index is incomplete. "
+                    "Rebuild the index."
+                )
+        self.codec = ResidualCodec.load(self.directory, int(self.details.get("nbits", 2)))
+        self.codes = np.load(self.directory / CODES_FILE, mmap_mode="r")
+        self.residuals = np.load(self.directory / RESIDUALS_FILE, mmap_mode="r")
+        self.offsets = np.load(self.directory / OFFSETS_FILE)
+        self.ivf = np.load(self.directory / IVF_FILE)
+        self.ivf_offsets = np.load(self.directory / IVF_OFFSETS_FILE)
+        self.docids: list[str] = json.loads((self.directory / DOCIDS_FILE).read_text("utf-8"))
+        codes = np.load(self.directory / LANGS_FILE)
+        table: list[str] = json.loads((self.directory / LANGUAGES_FILE).read_text("utf-8"))
+        n = len(self.docids)
+        if not (len(self.offsets) == n + 1 == len(codes) + 1 and self.offsets[-1] == len(self.codes)):
+            raise ValueError(
+                f"{self.directory}: {n} ids, {len(codes)} languages, {len(self.offsets) - 1} documents and "
+                f"{len(self.codes)} tokens do not match; the channel is damaged. Rebuild the index."
+            )
+        self.doc_langs: list[str | None] = [table[c] if c >= 0 else None for c in codes.tolist()]
+        self._lang_codes = codes
+        self._table = table
+        self._allowed_cache: dict[frozenset[str], np.ndarray] = {}
+        self.ncells = int(ncells or self.details.get("ncells", 2))
+        self.ndocs = int(ndocs or self.details.get("ndocs", 256))
+        self.cell_fraction = float(cell_fraction or self.details.get("cell_fraction", 0.05))
+        if not 0 < self.cell_fraction <= 1:
+            raise ValueError(f"cell_fraction must be in (0, 1] (got {self.cell_fraction}).")
+        self.encoder = encoder if encoder is not None else open_token_encoder(self.details, device=device)
+        if self.encoder.dim != self.codec.dim:
+            raise ValueError(
+                f"the query encoder makes {self.encoder.dim}-d token vectors but the index holds "
+                f"{self.codec.dim}-d ones: the model or head is not the one the index was built with."
+            )
+        self._lengths = np.diff(self.offsets)
+        self._closed = False
+
+    # --- public API ------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
+        """The ``k`` best documents for ``query`` by MaxSim (restricted to ``langs`` when given)."""
+        return self.batch_search([query], k, langs)[0]
+
+    def batch_search(
+        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None
+    ) -> list[Ranking]:
+        """One ranking per query; queries are encoded in one batch."""
+        if isinstance(queries, str):
+            raise TypeError("batch_search takes a list of queries; use search() for one.")
+        for query in queries:
+            if not isinstance(query, str) or not query.strip():
+                raise ValueError("the query is empty: give some words to search for.")
+        if k < 1:
+            raise ValueError(f"k must be at least 1 (got {k}).")
+        self._check_open()
+        if not queries:
+            return []
+        vectors = self.encoder.encode_queries([q.strip() for q in queries])
+        return [self.search_vectors(v, k, langs) for v in vectors]
+
+    def search_vectors(self, query: np.ndarray, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
+        """The ranking for one already-encoded query (a ``(tokens, dim)`` matrix of unit rows)."""
+        self._check_open()
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        if query.ndim != 2 or query.shape[1] != self.codec.dim or len(query) == 0:
+            raise ValueError(
+                f"a query must be a non-empty (tokens, {self.codec.dim}) matrix, got {query.shape}"
+            )
+        allowed = self._allowed(langs)
+        centroid_scores = query @ self.codec.centroids.T  # (q, K)
+        candidates = self._candidates(centroid_scores, allowed)
+        if len(candidates) == 0:
+            return Ranking(source=SOURCE)
+        exact = max(k, self.ndocs // 4)  # PLAID: ndocs after centroid interaction, a quarter re-scored
+        if len(candidates) > exact:
+            approx = self._approximate(centroid_scores, candidates)
+            keep = np.argpartition(-approx, exact - 1)[:exact]
+            candidates = candidates[keep]
+        scores = self._maxsim(centroid_scores, candidates, exact=True, query=query)
+        top = min(k, len(candidates))
+        best = (
+            np.argpartition(-scores, top - 1)[:top] if top < len(candidates) else np.arange(len(candidates))
+        )
+        best = best[np.lexsort((candidates[best], -scores[best]))]
+        hits = []
+        for rank, i in enumerate(best.tolist(), start=1):
+            position = int(candidates[i])
+            score = float(scores[i])
+            hits.append(
+                Hit(
+                    docid=self.docids[position],
+                    score=score,
+                    lang=self.doc_langs[position],
+                    sources={SOURCE: ChannelScore(rank=rank, score=score)},
+                )
+            )
+        return Ranking(source=SOURCE, hits=tuple(hits))
+
+    def maxsim(self, query: np.ndarray, documents: np.ndarray) -> np.ndarray:
+        """Exact MaxSim of one query against the given document positions, from the decompressed vectors."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        return self._maxsim(query @ self.codec.centroids.T, np.asarray(documents), exact=True, query=query)
+
+    def close(self) -> None:
+        """Release the index arrays (the encoder's model stays cached for the process)."""
+        self._closed = True
+        self.codes = self.residuals = np.zeros(0)
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this multivector searcher is closed; open the index again to search it.")
+
+    def _allowed(self, langs: Collection[str] | None) -> np.ndarray | None:
+        """Boolean mask over documents for a language filter; None when there is no filter."""
+        if not langs:
+            return None
+        key = frozenset(langs)
+        mask = self._allowed_cache.get(key)
+        if mask is None:
+            wanted = [i for i, lang in enumerate(self._table) if lang in key]
+            mask = np.isin(self._lang_codes, wanted) if wanted else np.zeros(len(self.docids), dtype=bool)
+            self._allowed_cache[key] = mask
+        return mask
+
+    def _candidates(self, centroid_scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+        ncells = min(self.ncells, centroid_scores.shape[1])
+        if ncells < centroid_scores.shape[1]:
+            cells = np.unique(np.argpartition(-centroid_scores, ncells - 1, axis=1)[:, :ncells])
+        else:
+            cells = np.arange(centroid_scores.shape[1])
+        starts, ends = self.ivf_offsets[cells], self.ivf_offsets[cells + 1]
+        docs = np.unique(np.concatenate([self.ivf[s:e] for s, e in zip(starts, ends, strict=True)]))
+        docs = docs.astype(np.int64)
+        if allowed is not None:
+            docs = docs[allowed[docs]]
+        if len(docs) < self.ndocs:  # few in the cells: every (allowed) document is a candidate
+            docs = np.flatnonzero(allowed) if allowed is not None else np.arange(len(self.docids))
+        return docs
+
+    def _approximate(self, centroid_scores: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        """Centroid-only MaxSim of ``docs``, over the tokens whose centroid is among the query's best cells.
+
+        PLAID's centroid pruning: a token whose centroid scores low against every query token cannot
+        decide a document's MaxSim, so only tokens in the top ``cell_fraction`` of cells (by their best
+        score over query tokens) are gathered; a query token that meets none of a document's kept tokens
+        contributes 0.
+        """
+        lengths = self._lengths[docs]
+        bounds = np.zeros(len(docs), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=bounds[1:])
+        tokens = np.repeat(self.offsets[docs] - bounds, lengths) + np.arange(
+            int(lengths.sum()), dtype=np.int64
+        )
+        codes = np.asarray(self.codes[tokens], dtype=np.int64)
+        best = centroid_scores.max(axis=0)
+        keep_cells = max(1, int(len(best) * self.cell_fraction))
+        threshold = np.partition(best, len(best) - keep_cells)[len(best) - keep_cells]
+        kept = best[codes] >= threshold
+        owner = np.repeat(np.arange(len(docs)), lengths)[kept]
+        sims = centroid_scores[:, codes[kept]]  # (q, kept tokens)
+        out = np.zeros((centroid_scores.shape[0], len(docs)), dtype=np.float32)
+        if sims.shape[1]:
+            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            out[:, owner[starts]] = np.maximum.reduceat(sims, starts, axis=1)
+        return np.maximum(out, 0).sum(axis=0)
+
+    def _maxsim(
+        self, centroid_scores: np.ndarray, docs: np.ndarray, *, exact: bool, query: np.ndarray
+    ) -> np.ndarray:
+        lengths = self._lengths[docs]
+        starts = self.offsets[docs]
+        bounds = np.zeros(len(docs), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=bounds[1:])
+        tokens = np.repeat(starts - bounds, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        if exact:
+            vectors = self.codec.decompress(self.codes[tokens], self.residuals[tokens])
+            sims = query @ vectors.T  # (q, T)
+        else:
+            sims = centroid_scores[:, np.asarray(self.codes[tokens], dtype=np.int64)]
+        return np.maximum.reduceat(sims, bounds, axis=1).sum(axis=0)
