@@ -26,13 +26,14 @@ from typing import Any
 from xlir.eval.collection import Collection
 from xlir.eval.metrics import evaluate
 from xlir.eval.results import replace_section
-from xlir.indexing.analyzers import analyzer_for, indexer_args, prepare_text
 from xlir.indexing.builder import build_index
+from xlir.indexing.channels.bm25.analyzers import analyzer_for, indexer_args, prepare_text
+from xlir.indexing.channels.bm25.java import ensure_jvm
 from xlir.indexing.config import IndexConfig
-from xlir.indexing.java import ensure_jvm
+from xlir.indexing.ranking import Ranking
 from xlir.indexing.readers import open_corpus
 from xlir.models.languages import normalize_language
-from xlir.retrieval.ranking import Ranking
+from xlir.models.paths import data_root
 from xlir.retrieval.searcher import Searcher
 
 MONOLINGUAL = ("en", "de", "zh", "ar")
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, default=data_root())
     parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(

@@ -70,17 +70,18 @@ def _print_json(data: Any) -> None:
 def _work_dir(work_dir: Path | None) -> Path:
     if work_dir is not None:
         return work_dir
-    from xlir.models.paths import xlir_home
+    from xlir.eval.grid import index_cache
 
-    return xlir_home() / "eval-indexes"
+    return index_cache()
 
 
 def _collection(path: Path):  # noqa: ANN202
     """A collection directory, or the name of one under ``$XLIR_DATA`` / ``shared/data``."""
-    from xlir.eval.collection import Collection, default_data_root
+    from xlir.eval.collection import Collection
+    from xlir.models.paths import data_root
 
-    if not path.exists() and len(path.parts) == 1 and (default_data_root() / path.name).is_dir():
-        return Collection(default_data_root() / path.name)
+    if not path.exists() and len(path.parts) == 1 and (data_root() / path.name).is_dir():
+        return Collection(data_root() / path.name)
     return Collection(path)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from xlir.errors import UserError
 from xlir.eval.trec import Qrels, Topics, read_qrels, read_topics
-from xlir.models.paths import data_root
+from xlir.models.paths import data_root as shared_data_root
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +29,6 @@ _FOR = "-for-"
 
 class CollectionError(UserError, ValueError):
     """A collection is missing, malformed, or has no such language/pair; the message says what exists."""
-
-
-def default_data_root() -> Path:
-    """``$XLIR_DATA`` if set, else ``shared/data`` next to the repository checkout (:mod:`xlir.models.paths`)."""
-    return data_root()
 
 
 @dataclass(frozen=True)
@@ -64,12 +59,12 @@ class Collection:
 
     @classmethod
     def named(cls, name: str, data_root: Path | None = None) -> Collection:
-        """Open ``<data_root>/<name>`` (``data_root`` defaults to :func:`default_data_root`)."""
-        data_root = Path(data_root) if data_root is not None else default_data_root()
-        if not (data_root / name).is_dir():
-            known = sorted(p.name for p in data_root.iterdir() if p.is_dir()) if data_root.is_dir() else []
-            raise CollectionError(f"no collection {name!r} under {data_root} (available: {known})")
-        return cls(data_root / name)
+        """Open ``<data_root>/<name>`` (``data_root`` defaults to :func:`xlir.models.paths.data_root`)."""
+        root = Path(data_root) if data_root is not None else shared_data_root()
+        if not (root / name).is_dir():
+            known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise CollectionError(f"no collection {name!r} under {root} (available: {known})")
+        return cls(root / name)
 
     @property
     def name(self) -> str:

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Literal
 
 from xlir.eval.metrics import DEFAULT_MEASURES, EvalResult, evaluate, paired_ttest, randomization_test
-from xlir.eval.trec import Qrels
+from xlir.eval.trec import Qrels, Run
+from xlir.indexing.ranking import Ranking
 from xlir.retrieval.fusion import normalized_fusion, rrf
-from xlir.retrieval.ranking import Ranking
 
 logger = logging.getLogger(__name__)
 
-Run = dict[str, Ranking]
 FusionMethod = Literal["rrf", "minmax", "zscore"]
 FUSION_METHODS: tuple[str, ...] = ("rrf", "minmax", "zscore")
 

@@ -39,8 +39,9 @@ from xlir.eval.metrics import EvalResult, evaluate
 from xlir.eval.runner import LatencyStats, RunResult, run_topics
 from xlir.eval.trec import Qrels, read_qrels
 from xlir.indexing.config import IndexConfig
+from xlir.indexing.ranking import Ranking
 from xlir.models.languages import normalize_language
-from xlir.retrieval.ranking import Ranking
+from xlir.models.paths import xlir_home
 from xlir.retrieval.searcher import Searcher
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ BIAS_DEPTH = 10
 
 
 # --- the index cache ---------------------------------------------------------------------------------
+
+
+def index_cache() -> Path:
+    """The default index cache of the evaluation commands: ``$XLIR_HOME/eval-indexes``."""
+    return xlir_home() / "eval-indexes"
 
 
 def cached_index(

@@ -19,7 +19,7 @@ import ir_measures
 import numpy as np
 from scipy import stats
 
-from xlir.retrieval.ranking import Ranking
+from xlir.indexing.ranking import Ranking
 
 logger = logging.getLogger(__name__)
 

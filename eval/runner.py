@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xlir.eval.trec import write_run
-from xlir.retrieval.ranking import Ranking
+from xlir.indexing.ranking import Ranking
 from xlir.retrieval.searcher import Searcher
 
 logger = logging.getLogger(__name__)

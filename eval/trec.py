@@ -22,12 +22,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from xlir.errors import UserError
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 
 logger = logging.getLogger(__name__)
 
 Topics = dict[str, str]
 Qrels = dict[str, dict[str, int]]
+#: A run: each query's ranking (``{qid: Ranking}``), as a TREC run file holds it.
+Run = dict[str, Ranking]
 
 _QID_KEYS = ("_id", "id", "qid", "query_id")
 _TEXT_KEYS = ("text", "query", "title")
@@ -146,7 +148,7 @@ def write_run(path: str | Path, rankings: Mapping[str, Ranking], tag: str) -> Pa
     return path
 
 
-def read_run(path: str | Path) -> dict[str, Ranking]:
+def read_run(path: str | Path) -> Run:
     """Read a TREC run into ``{qid: Ranking}`` ordered by the rank column; ``Ranking.source`` = the tag.
 
     Each hit's ``sources`` is ``{tag: ChannelScore(rank, score)}`` with the rank and score from the file.

@@ -19,10 +19,13 @@ from itertools import islice
 from pathlib import Path
 
 from xlir.errors import ConflictError
-from xlir.indexing.channels.base import WRITERS, ChannelWriter, open_writer
+from xlir.indexing.channels import CHANNELS
+from xlir.indexing.channels.base import ChannelWriter, open_writer
+from xlir.indexing.channels.files import directory_bytes
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import CorpusError, Document
+from xlir.indexing.errors import ConfigError
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,9 @@ def build_index(
     config = config or IndexConfig()
     target = Path(index_dir).resolve()
     _check_target(target, overwrite)
-    unknown = [c for c in config.channels if c not in WRITERS]
+    unknown = [c for c in config.channels if c not in CHANNELS]
     if unknown:
-        raise ValueError(f"unknown channel(s) {unknown}; known channels: {sorted(WRITERS)}")
+        raise ConfigError(f"unknown channel(s) {unknown}; known channels: {sorted(CHANNELS)}")
     skipped = skipped if skipped is not None else Counter()
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +81,7 @@ def build_index(
             start = time.perf_counter()
             channels[name] = writer.close()
             channels[name]["build_seconds"] = round(seconds[name] + time.perf_counter() - start, 3)
-            channels[name]["bytes"] = _size(staging / name)
+            channels[name]["bytes"] = directory_bytes(staging / name)
         languages = store.language_counts()
         store.close()
         manifest = Manifest(
@@ -110,11 +113,9 @@ def _ingest(
     """Check, route and write every document, a batch of :data:`_BATCH` at a time; returns the count.
 
     Each batch is checked document by document (id, text, duplicates: the build stops at the first bad
-    one, naming it), then handed whole to each writer (``add_many`` where the writer has one, else
-    ``add`` per document) and to the docstore.
+    one, naming it), then handed whole to each writer (``add_many``) and to the docstore.
     """
     seen: dict[str, str] = {}
-    adders = [(name, _batch_adder(writer)) for name, writer in writers.items()]
     skip_duplicates = config.on_error == "skip"
     count = 0
     position = 0
@@ -140,9 +141,9 @@ def _ingest(
             accepted.append(doc if doc.lang else _with_language(doc, config))
         if not accepted:
             continue
-        for name, add_many in adders:
+        for name, writer in writers.items():
             start = time.perf_counter()
-            add_many(accepted)
+            writer.add_many(accepted)
             seconds[name] += time.perf_counter() - start
         store.add_many(accepted)
         count += len(accepted)
@@ -184,20 +185,6 @@ def _accept_or_raise(
     return True
 
 
-def _batch_adder(writer: ChannelWriter) -> Callable[[list[Document]], None]:
-    """``writer.add_many`` if the writer takes whole batches, else a loop over ``writer.add``."""
-    add_many = getattr(writer, "add_many", None)
-    if callable(add_many):
-        return add_many
-    add = writer.add
-
-    def add_each(docs: list[Document]) -> None:
-        for doc in docs:
-            add(doc)
-
-    return add_each
-
-
 def _with_language(doc: Document, config: IndexConfig) -> Document:
     if doc.lang:
         return doc
@@ -210,10 +197,6 @@ def _with_language(doc: Document, config: IndexConfig) -> Document:
     return replace(
         doc, lang=code if confidence >= config.language.min_confidence else None, metadata=metadata
     )
-
-
-def _size(directory: Path) -> int:
-    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
 
 
 def _check_target(target: Path, overwrite: bool) -> None:

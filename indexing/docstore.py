@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from xlir.indexing.documents import Document
+from xlir.indexing.errors import IndexIncompleteError
 
 DOCSTORE_NAME = "docs.sqlite"
 
@@ -34,7 +35,7 @@ class DocStore:
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: the index has no document store; rebuild the index.")
+            raise IndexIncompleteError(f"{self.path}: the index has no document store; rebuild the index.")
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         if create:
             self._db.execute("PRAGMA journal_mode=OFF")

@@ -65,3 +65,15 @@ class CorpusError(UserError, ValueError):
         self.hint = hint
         self.reason = reason
         super().__init__(f"{where}: {problem}. {hint}")
+
+
+def document_text(doc: Document, separator: str, *, strip_title: bool = False) -> str:
+    """What a channel encodes (or a reranker reads) of ``doc``: its title, ``separator``, its text.
+
+    A document without a title gives its text alone. Each caller states its own separator (and
+    ``strip_title``: the title stripped, and a blank one ignored), because the texts a model was
+    built or trained on must stay byte-identical: dense and multivector ``" "`` with ``strip_title``,
+    sparse and BM25 ``"\\n"``, the rerankers ``". "``.
+    """
+    title = doc.title.strip() if strip_title and doc.title else doc.title
+    return f"{title}{separator}{doc.text}" if title else doc.text

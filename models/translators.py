@@ -45,6 +45,10 @@ class TranslationUnavailableError(UserError, ValueError):
     """No translation engine on this machine can translate the requested language pair."""
 
 
+class TranslationSettingsError(UserError, ValueError):
+    """A translation setting that cannot be used: an unknown engine, a malformed pair, a pair of one language."""
+
+
 class TranslationError(RuntimeError):
     """A translation engine failed while translating (not a missing pair)."""
 
@@ -250,7 +254,9 @@ class MarianTranslator:
                 f"translation model {model!r} for {self.source}->{self.target} is not available: {exc}"
             ) from exc
         if batch_size < 1 or max_length < 1:
-            raise ValueError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
+            raise TranslationSettingsError(
+                f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}"
+            )
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -311,7 +317,7 @@ def _parse_models(models: Mapping[str, str] | None) -> dict[tuple[str, str], str
     for key, path in (models or {}).items():
         parts = str(key).split("-")
         if len(parts) != 2:
-            raise ValueError(
+            raise TranslationSettingsError(
                 f"translation model key {key!r} must name a pair as 'source-target', e.g. 'pt-en'"
             )
         parsed[(_code(parts[0]), _code(parts[1]))] = str(path)
@@ -342,10 +348,12 @@ def translator_for(
     :class:`TranslationUnavailableError` naming the pair, the pairs available and how to add more.
     """
     if engine not in ENGINES:
-        raise ValueError(f"unknown translation engine {engine!r}; use one of {', '.join(ENGINES)}")
+        raise TranslationSettingsError(
+            f"unknown translation engine {engine!r}; use one of {', '.join(ENGINES)}"
+        )
     src, tgt = _code(source), _code(target)
     if src == tgt:
-        raise ValueError(f"source and target language are both {src!r}; nothing to translate")
+        raise TranslationSettingsError(f"source and target language are both {src!r}; nothing to translate")
     checkpoints = _parse_models(models)
     if engine in ("auto", "marian") and (src, tgt) in checkpoints:
         return MarianTranslator(src, tgt, checkpoints[(src, tgt)])

@@ -1,15 +1,17 @@
 """Fusion: combine the rankings several sources gave one query into one :class:`Ranking`.
 
-Pure functions over :class:`~xlir.retrieval.ranking.Ranking` (no I/O, no state):
+Pure functions over :class:`~xlir.indexing.ranking.Ranking` (no I/O, no state):
 
 * :func:`rrf` - reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009): a document scores
   ``sum over inputs of 1 / (k + rank)``; scores are ignored, so channels on different scales mix freely.
 * :func:`normalized_fusion` - normalize each input's scores (min-max or z-score), then a weighted sum.
 * :func:`interpolate` - ``alpha * a + (1 - alpha) * b`` over two min-max normalized rankings.
+* :func:`z_normalize` - scores shifted to mean 0 and scaled to standard deviation 1 (the ``"zscore"``
+  method here, and the score interpolation of the rerank stage and its training).
 * :func:`language_slots` - let a one-language signal (BM25 kept to the query's language) reorder only the
   places that language already holds in a cross-lingual ranking, so it cannot push other languages out.
 
-Every fused :class:`~xlir.retrieval.ranking.Hit` keeps its provenance: ``sources`` is the union of the input
+Every fused :class:`~xlir.indexing.ranking.Hit` keeps its provenance: ``sources`` is the union of the input
 hits' ``sources`` (an input hit that carries none contributes ``{ranking.source: (rank, score)}``), so the
 rank and raw score each contributing channel gave a document survive fusion, and fusing fused rankings
 keeps the original channels. ``lang`` is the first non-empty ``lang`` among the inputs. Fused hits are
@@ -25,7 +27,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+import numpy as np
+
+from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 
 logger = logging.getLogger(__name__)
 
@@ -210,12 +214,14 @@ def _normalize(ranking: Ranking, method: str) -> tuple[dict[str, float], float]:
             return {docid: 1.0 for docid in raw}, 0.0
         span = high - low
         return {docid: (score - low) / span for docid, score in raw.items()}, 0.0
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((score - mean) ** 2 for score in values) / len(values))
-    if std == 0.0:
-        return {docid: 0.0 for docid in raw}, 0.0
-    normalized = {docid: (score - mean) / std for docid, score in raw.items()}
+    normalized = dict(zip(raw, z_normalize(np.asarray(values, dtype=np.float64)).tolist(), strict=True))
     return normalized, min(normalized.values())
+
+
+def z_normalize(values: np.ndarray) -> np.ndarray:
+    """Scores shifted to mean 0 and scaled to standard deviation 1 (a constant list only shifted)."""
+    std = float(values.std())
+    return (values - values.mean()) / (std if std > 1e-12 else 1.0)
 
 
 def _check_inputs(rankings: Sequence[Ranking]) -> None:

@@ -1,7 +1,10 @@
 """The Searcher facade: open an index directory, search it by every channel it has, fuse, return hits.
 
 Reads the manifest written at build time and opens each channel's searcher with exactly the settings
-that channel was built with. The server and eval packages call this; so does ``xlir search``.
+that channel was built with. The server and eval packages call this; so does ``xlir search``. A search
+is: check the query (:mod:`xlir.retrieval.query`, where its language is detected once), search each
+channel (a lexical one kept to the query's language when fused), fuse (:mod:`xlir.retrieval.fusion`),
+optionally rerank (:mod:`xlir.retrieval.rerank`), and look the hits up in the docstore.
 """
 
 from __future__ import annotations
@@ -12,25 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlir.errors import UserError
-from xlir.indexing.channels.searchers import ChannelSearcher, open_searcher
+from xlir.indexing.channels import CHANNELS
+from xlir.indexing.channels.base import ChannelSearcher, open_searcher
 from xlir.indexing.docstore import DocStore
-from xlir.indexing.documents import Document
+from xlir.indexing.documents import Document, document_text
 from xlir.indexing.manifest import Manifest
-from xlir.retrieval.ranking import ChannelScore, Ranking
-from xlir.retrieval.rerank import Reranker, rerank_status
+from xlir.indexing.ranking import ChannelScore, Ranking
+from xlir.models.rerankers.base import Reranker
+from xlir.retrieval.query import (
+    LEXICAL_SCOPE_CONFIDENCE,
+    REPORTED_LANGUAGE_CONFIDENCE,
+    Query,
+    QueryError,
+    check_channels,
+    check_fusion,
+    check_langs,
+)
+from xlir.retrieval.rerank import rerank_status
 
 log = logging.getLogger(__name__)
-
-#: Query-language confidence needed before a fused lexical channel is limited to that language.
-LEXICAL_SCOPE_CONFIDENCE = 0.5
-
-#: Longest query accepted, in characters. Longer input is almost always a mistake (a pasted document).
-MAX_QUERY_CHARS = 4096
-
-
-class QueryError(UserError, ValueError):
-    """A query the engine cannot run as given (empty, too long, unknown language or channel)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,10 @@ class SearchResult:
 class Searcher:
     """Search one xlir index. ``Searcher(path).search("query", k=10)``.
 
-    ``reranker``: a :class:`xlir.retrieval.rerank.Reranker`, or a name for :func:`xlir.retrieval.rerank.reranker_for`
-    (``"default"`` = the shipped one), loaded on first use; ``None`` = no reranking stage (the default).
-    ``search(..., rerank=True)`` then reranks the fused top ``rerank_k``.
+    ``reranker``: a :class:`xlir.models.rerankers.base.Reranker`, or a name for
+    :func:`xlir.models.rerankers.registry.reranker_for` (``"default"`` = the shipped one), loaded on
+    first use; ``None`` = no reranking stage (the default). ``search(..., rerank=True)`` then reranks
+    the fused top ``rerank_k``.
     """
 
     def __init__(
@@ -114,143 +118,6 @@ class Searcher:
     def languages(self) -> dict[str, int]:
         return dict(self.manifest.languages)
 
-    def ranking(
-        self,
-        query: str,
-        k: int = 10,
-        langs: Collection[str] | None = None,
-        channels: Sequence[str] | None = None,
-        *,
-        fusion: str = "rrf",
-        rrf_k: int = 60,
-        weights: Mapping[str, float] | None = None,
-    ) -> Ranking:
-        """The fused ranking for ``query`` (docids and scores only): what eval consumes.
-
-        Several channels are fused with ``fusion``: ``"rrf"`` (reciprocal rank fusion with constant
-        ``rrf_k``) or ``"minmax"`` / ``"zscore"`` (normalized scores summed with per-channel ``weights``,
-        default 1 each; see :mod:`xlir.retrieval.fusion`). One channel's ranking is returned as it is.
-        """
-        query = self._check_query(query, k)
-        wanted = self._check_channels(channels)
-        lang_filter = self._check_langs(langs)
-        _check_fusion(fusion, rrf_k, weights, wanted)
-        depth = max(k, 100) if len(wanted) > 1 else k
-        query_lang = _query_language(query, LEXICAL_SCOPE_CONFIDENCE) if len(wanted) > 1 else None
-        rankings = []
-        for name in wanted:
-            scope = self._scope(name, lang_filter, query_lang, fused=len(wanted) > 1)
-            if scope is not None and not scope:
-                rankings.append(Ranking(source=name))
-            else:
-                rankings.append(self._channels[name].search(query, depth, scope))
-        if len(rankings) == 1:
-            return rankings[0].top(k)
-        return self._fuse_channels(rankings, wanted, query_lang, fusion, rrf_k, weights).top(k)
-
-    def rankings(
-        self,
-        queries: Mapping[str, str],
-        k: int = 10,
-        langs: Collection[str] | None = None,
-        channels: Sequence[str] | None = None,
-        searched: Mapping[str, Mapping[str, Ranking]] | None = None,
-    ) -> dict[str, Ranking]:
-        """Fused rankings for many queries (qid -> text): what eval runs consume.
-
-        Channels that offer ``batch_search`` get every query in one call (one encoder batch for the
-        neural channels); the others are searched query by query. ``searched`` (channel -> qid ->
-        ranking) holds what this searcher already returned for one channel alone, with the same
-        ``langs`` and at a depth of at least ``max(k, 100)``: a fused search reuses those rankings
-        wherever it would search that channel over the same languages (every channel but a lexical one
-        kept to the query's language), instead of encoding and searching the queries again.
-        """
-        qids = list(queries)
-        texts = [self._check_query(queries[qid], k) for qid in qids]
-        wanted = self._check_channels(channels)
-        lang_filter = self._check_langs(langs)
-        depth = max(k, 100) if len(wanted) > 1 else k
-        fused = len(wanted) > 1
-        query_langs = (
-            [_query_language(t, LEXICAL_SCOPE_CONFIDENCE) for t in texts] if fused else [None] * len(texts)
-        )
-        per_channel = []
-        for name in wanted:
-            # Queries that share a search scope for this channel are searched together.
-            groups: dict[frozenset[str] | None, list[int]] = {}
-            results: list[Ranking] = [Ranking(source=name)] * len(texts)
-            reusable = (searched or {}).get(name, {})
-            for i, query_lang in enumerate(query_langs):
-                scope = self._scope(name, lang_filter, query_lang, fused)
-                if qids[i] in reusable and scope == lang_filter:
-                    results[i] = reusable[qids[i]]
-                    continue
-                groups.setdefault(None if scope is None else frozenset(scope), []).append(i)
-            for scope, members in groups.items():
-                if scope is not None and not scope:
-                    continue
-                found = self._search_many(name, [texts[i] for i in members], depth, scope)
-                for i, ranking in zip(members, found, strict=True):
-                    results[i] = ranking
-            per_channel.append(results)
-        if len(per_channel) == 1:
-            return {qid: ranking.top(k) for qid, ranking in zip(qids, per_channel[0], strict=True)}
-        return {
-            qid: self._fuse_channels(
-                [rankings[i] for rankings in per_channel], wanted, query_langs[i], "rrf", 60, None
-            ).top(k)
-            for i, qid in enumerate(qids)
-        }
-
-    def _fuse_channels(
-        self,
-        rankings: list[Ranking],
-        channels: Sequence[str],
-        query_lang: str | None,
-        fusion: str,
-        rrf_k: int,
-        weights: Mapping[str, float] | None,
-    ) -> Ranking:
-        """Fuse one query's channel rankings; a lexical channel kept to the query's language only reorders
-        the places that language holds in the other channels' fusion (:func:`xlir.retrieval.fusion.language_slots`)."""
-        from xlir.retrieval.fusion import language_slots
-
-        fused = _fuse(rankings, channels, fusion, rrf_k, weights)
-        lexical = [bool(getattr(self._channels[name], "lexical", False)) for name in channels]
-        if query_lang is None or all(lexical) or not any(lexical):
-            return fused
-        neutral = [(r, name) for r, name, lex in zip(rankings, channels, lexical, strict=True) if not lex]
-        base = (
-            _fuse([r for r, _ in neutral], [name for _, name in neutral], fusion, rrf_k, weights)
-            if len(neutral) > 1
-            else neutral[0][0]
-        )
-        return language_slots(base, fused, query_lang, source=fused.source)
-
-    def _search_many(
-        self, name: str, texts: list[str], depth: int, langs: Collection[str] | None
-    ) -> list[Ranking]:
-        channel = self._channels[name]
-        batch = getattr(channel, "batch_search", None)
-        if batch is not None:
-            return batch(texts, depth, langs)
-        return [channel.search(text, depth, langs) for text in texts]
-
-    def _scope(
-        self, name: str, lang_filter: set[str] | None, query_lang: str | None, fused: bool
-    ) -> set[str] | None:
-        """The document languages channel ``name`` searches for one query.
-
-        A lexical channel (BM25) fused with others searches only documents in the query's own
-        language: across languages, shared words are mostly names and numbers, and giving that weak
-        evidence an equal vote in the fusion pulls cross-lingual rankings down (XQuAD de->en nDCG@10:
-        dense 0.920, dense+sparse 0.930, bm25+dense+sparse over every language 0.855). Alone, or when
-        the query's language is unknown, it searches every (requested) language.
-        """
-        if not fused or query_lang is None or not getattr(self._channels[name], "lexical", False):
-            return lang_filter
-        return {query_lang} if lang_filter is None else lang_filter & {query_lang}
-
     def search(
         self,
         query: str,
@@ -275,24 +142,13 @@ class Searcher:
         """
         if offset < 0:
             raise QueryError(f"offset must be 0 or more (got {offset}).")
+        depth = max(k + offset, rerank_k) if rerank else k + offset
+        checked = Query.checked(query, depth)
+        fusion_options = {"fusion": fusion, "rrf_k": rrf_k, "weights": weights}
+        ranking = self._ranking(checked, depth, langs, channels, **fusion_options)
         if rerank:
-            ranking = self.rerank_ranking(
-                query,
-                self.ranking(
-                    query,
-                    max(k + offset, rerank_k),
-                    langs,
-                    channels,
-                    fusion=fusion,
-                    rrf_k=rrf_k,
-                    weights=weights,
-                ),
-                rerank_k=rerank_k,
-                budget_s=rerank_budget_s,
-            ).top(k + offset)
-        else:
-            ranking = self.ranking(
-                query, k + offset, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
+            ranking = self.rerank_ranking(checked, ranking, rerank_k=rerank_k, budget_s=rerank_budget_s).top(
+                k + offset
             )
         page = ranking.hits[offset:]
         docs = self.docstore.get_many(hit.docid for hit in page)
@@ -302,17 +158,125 @@ class Searcher:
         ]
         return SearchResult(
             query=query,
-            query_lang=_query_language(query),
-            channels=self._check_channels(channels),
+            query_lang=checked.language(REPORTED_LANGUAGE_CONFIDENCE),
+            channels=check_channels(channels, self.channels),
             hits=hits,
             rerank=rerank_status(ranking),
         )
+
+    def ranking(
+        self,
+        query: str,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        channels: Sequence[str] | None = None,
+        *,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        weights: Mapping[str, float] | None = None,
+    ) -> Ranking:
+        """The fused ranking for ``query`` (docids and scores only): what eval consumes.
+
+        Several channels are fused with ``fusion``: ``"rrf"`` (reciprocal rank fusion with constant
+        ``rrf_k``) or ``"minmax"`` / ``"zscore"`` (normalized scores summed with per-channel ``weights``,
+        default 1 each; see :mod:`xlir.retrieval.fusion`). One channel's ranking is returned as it is.
+        """
+        checked = Query.checked(query, k)
+        return self._ranking(checked, k, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights)
+
+    def _ranking(
+        self,
+        query: Query,
+        k: int,
+        langs: Collection[str] | None,
+        channels: Sequence[str] | None,
+        *,
+        fusion: str,
+        rrf_k: int,
+        weights: Mapping[str, float] | None,
+    ) -> Ranking:
+        wanted = check_channels(channels, self.channels)
+        lang_filter = check_langs(langs, self.manifest.languages)
+        check_fusion(fusion, rrf_k, weights, wanted)
+        fused = len(wanted) > 1
+        depth = max(k, 100) if fused else k
+        rankings = []
+        for name in wanted:
+            scope = self._scope(name, lang_filter, query, fused)
+            if scope is not None and not scope:
+                rankings.append(Ranking(source=name))
+            else:
+                rankings.append(
+                    self._channels[name].search(
+                        query.text, depth, scope, query_lang=self._detected(name, query)
+                    )
+                )
+        if not fused:
+            return rankings[0].top(k)
+        return self._fuse_channels(rankings, wanted, query, fusion, rrf_k, weights).top(k)
+
+    def rankings(
+        self,
+        queries: Mapping[str, str],
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        channels: Sequence[str] | None = None,
+        searched: Mapping[str, Mapping[str, Ranking]] | None = None,
+    ) -> dict[str, Ranking]:
+        """Fused rankings (rrf) for many queries (qid -> text): what eval runs consume.
+
+        Each channel gets the queries in batches (``batch_search``: one encoder batch for the neural
+        channels). ``searched`` (channel -> qid -> ranking) holds what this searcher already returned
+        for one channel alone, with the same ``langs`` and at a depth of at least ``max(k, 100)``: a
+        fused search reuses those rankings wherever it would search that channel over the same
+        languages (every channel but a lexical one kept to the query's language), instead of encoding
+        and searching the queries again.
+        """
+        qids = list(queries)
+        checked = [Query.checked(queries[qid], k) for qid in qids]
+        wanted = check_channels(channels, self.channels)
+        lang_filter = check_langs(langs, self.manifest.languages)
+        fused = len(wanted) > 1
+        depth = max(k, 100) if fused else k
+        per_channel = []
+        for name in wanted:
+            # Queries that share a search scope for this channel are searched together.
+            groups: dict[frozenset[str] | None, list[int]] = {}
+            results: list[Ranking] = [Ranking(source=name)] * len(checked)
+            reusable = (searched or {}).get(name, {})
+            for i, query in enumerate(checked):
+                scope = self._scope(name, lang_filter, query, fused)
+                if qids[i] in reusable and scope == lang_filter:
+                    results[i] = reusable[qids[i]]
+                    continue
+                groups.setdefault(None if scope is None else frozenset(scope), []).append(i)
+            for scope, members in groups.items():
+                if scope is not None and not scope:
+                    continue
+                detected = [self._detected(name, checked[i]) for i in members]
+                found = self._channels[name].batch_search(
+                    [checked[i].text for i in members],
+                    depth,
+                    scope,
+                    query_langs=None if None in detected else detected,
+                )
+                for i, ranking in zip(members, found, strict=True):
+                    results[i] = ranking
+            per_channel.append(results)
+        if not fused:
+            return {qid: ranking.top(k) for qid, ranking in zip(qids, per_channel[0], strict=True)}
+        return {
+            qid: self._fuse_channels(
+                [rankings[i] for rankings in per_channel], wanted, checked[i], "rrf", 60, None
+            ).top(k)
+            for i, qid in enumerate(qids)
+        }
 
     @property
     def reranker(self) -> Reranker:
         """The reranker (loaded on first use; the shipped default when none was named)."""
         if self._reranker is None:
-            from xlir.retrieval.rerank import reranker_for
+            from xlir.models.rerankers.registry import reranker_for
 
             self._reranker = reranker_for(
                 self._reranker_spec if isinstance(self._reranker_spec, str) else None
@@ -321,7 +285,7 @@ class Searcher:
 
     def rerank_ranking(
         self,
-        query: str,
+        query: str | Query,
         ranking: Ranking,
         *,
         rerank_k: int = 100,
@@ -337,12 +301,14 @@ class Searcher:
         score (z-normalized scores); None = the weight the reranker was validated with on English at
         training (:func:`xlir.retrieval.rerank.first_stage_weight`), 0 = the reranker's score alone.
         """
-        from xlir.retrieval.rerank import RerankerError, first_stage_weight, rerank
+        from xlir.models.rerankers.base import RerankerError
+        from xlir.retrieval.rerank import first_stage_weight, rerank
 
         if rerank_k < 1:
             raise QueryError(f"rerank_k must be 1 or more (got {rerank_k}).")
         if budget_s is not None and budget_s < 0:
             raise QueryError(f"the rerank time budget must be 0 seconds or more (got {budget_s}).")
+        query = query if isinstance(query, Query) else Query(query)
 
         def lookup(docids: Sequence[str]) -> list[tuple[str, str | None]]:
             docs = self.docstore.get_many(docids)
@@ -352,18 +318,18 @@ class Searcher:
                     f"document(s) {missing[:5]} are missing from the document store of {self.index_dir}; "
                     "rebuild the index or search with --no-rerank"
                 )
-            return [(_doc_text(docs[d]), docs[d].lang) for d in docids]
+            return [(document_text(docs[d], ". "), docs[d].lang) for d in docids]
 
         return rerank(
             ranking,
-            query,
+            query.original,
             self.reranker,
             lookup,
             k=rerank_k,
             batch_size=batch_size,
             interpolate=first_stage_weight(self.reranker) if interpolate is None else interpolate,
             budget_s=budget_s,
-            query_lang=_query_language(query),
+            query_lang=query.language(REPORTED_LANGUAGE_CONFIDENCE),
         )
 
     def close(self) -> None:
@@ -377,71 +343,55 @@ class Searcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_query(self, query: str, k: int) -> str:
-        if not isinstance(query, str) or not query.strip():
-            raise QueryError("the query is empty: give some words to search for.")
-        if len(query) > MAX_QUERY_CHARS:
-            raise QueryError(
-                f"the query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}. "
-                "Shorten it to the words that matter."
-            )
-        if k < 1:
-            raise QueryError(f"k must be at least 1 (got {k}).")
-        return query.strip()
+    # -- how channels are searched and fused -----------------------------------------------------
 
-    def _check_channels(self, channels: Sequence[str] | None) -> list[str]:
-        if not channels:
-            return list(self._channels)
-        unknown = [c for c in channels if c not in self._channels]
-        if unknown:
-            raise QueryError(f"unknown channel(s) {unknown}; this index has: {list(self._channels)}")
-        return list(channels)
+    def _detected(self, name: str, query: Query) -> tuple[str, float] | None:
+        """The query's detected language for channel ``name`` if its searcher reads it (else None)."""
+        return query.detected if CHANNELS[name].reads_query_language else None
 
-    def _check_langs(self, langs: Collection[str] | None) -> set[str] | None:
-        if not langs:
-            return None
-        from xlir.models.languages import normalize_language
+    def _scope(self, name: str, lang_filter: set[str] | None, query: Query, fused: bool) -> set[str] | None:
+        """The document languages channel ``name`` searches for one query.
 
-        normalized = {normalize_language(lang) for lang in langs}
-        absent = sorted(normalized - set(self.manifest.languages))
-        if absent:
-            raise QueryError(
-                f"the index has no documents in language(s) {absent}; "
-                f"it has: {', '.join(sorted(self.manifest.languages))}"
-            )
-        return normalized
+        A lexical channel (BM25) fused with others searches only documents in the query's own
+        language: across languages, shared words are mostly names and numbers, and giving that weak
+        evidence an equal vote in the fusion pulls cross-lingual rankings down (XQuAD de->en nDCG@10:
+        dense 0.920, dense+sparse 0.930, bm25+dense+sparse over every language 0.855). Alone, or when
+        the query's language is unknown, it searches every (requested) language.
+        """
+        if not fused or not CHANNELS[name].lexical:
+            return lang_filter
+        query_lang = query.language(LEXICAL_SCOPE_CONFIDENCE)
+        if query_lang is None:
+            return lang_filter
+        return {query_lang} if lang_filter is None else lang_filter & {query_lang}
 
+    def _fuse_channels(
+        self,
+        rankings: list[Ranking],
+        channels: Sequence[str],
+        query: Query,
+        fusion: str,
+        rrf_k: int,
+        weights: Mapping[str, float] | None,
+    ) -> Ranking:
+        """Fuse one query's channel rankings; a lexical channel kept to the query's language only reorders
+        the places that language holds in the other channels' fusion (:func:`xlir.retrieval.fusion.language_slots`)."""
+        from xlir.retrieval.fusion import language_slots
 
-FUSION_METHODS = ("rrf", "minmax", "zscore")
-
-
-def _check_fusion(
-    fusion: str, rrf_k: int, weights: Mapping[str, float] | None, channels: Sequence[str]
-) -> None:
-    if fusion not in FUSION_METHODS:
-        raise QueryError(f"unknown fusion {fusion!r}; use one of {list(FUSION_METHODS)}")
-    if fusion == "rrf":
-        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 1:
-            raise QueryError(f"rrf_k must be a positive integer (the usual value is 60), got {rrf_k!r}")
-        if weights:
-            raise QueryError("weights apply to fusion 'minmax' or 'zscore', not 'rrf'; drop them or switch")
-    if weights:
-        unknown = sorted(set(weights) - set(channels))
-        if unknown:
-            raise QueryError(
-                f"weights name channel(s) {unknown} that are not searched; searched: {list(channels)}"
-            )
-        for name, weight in weights.items():
-            if (
-                isinstance(weight, bool)
-                or not isinstance(weight, int | float)
-                or not 0 <= weight < float("inf")
-            ):
-                raise QueryError(f"weight for {name!r} must be a finite number >= 0, got {weight!r}")
-        if len(channels) > 1 and not any(weights.get(c, 1.0) for c in channels):
-            raise QueryError(
-                "all channel weights are 0: give at least one searched channel a positive weight"
-            )
+        fused = _fuse(rankings, channels, fusion, rrf_k, weights)
+        lexical = [CHANNELS[name].lexical for name in channels]
+        if all(lexical) or not any(lexical):
+            return fused
+        query_lang = query.language(LEXICAL_SCOPE_CONFIDENCE)
+        if query_lang is None:
+            return fused
+        neutral = [(r, name) for r, name, lex in zip(rankings, channels, lexical, strict=True) if not lex]
+        base = (
+            _fuse([r for r, _ in neutral], [name for _, name in neutral], fusion, rrf_k, weights)
+            if len(neutral) > 1
+            else neutral[0][0]
+        )
+        return language_slots(base, fused, query_lang, source=fused.source)
 
 
 def _fuse(
@@ -474,18 +424,3 @@ def _hit(rank: int, docid: str, score: float, sources: Any, doc: Document | None
         metadata=doc.metadata if doc else {},
         sources=dict(sources),
     )
-
-
-def _doc_text(doc: Document) -> str:
-    """What a reranker reads of a document: its title (if any) and text."""
-    return f"{doc.title}. {doc.text}" if doc.title else doc.text
-
-
-def _query_language(query: str, min_confidence: float = 0.3) -> str | None:
-    from xlir.models.languages import detect_language
-
-    try:
-        code, confidence = detect_language(query)
-    except ValueError:
-        return None
-    return code if confidence >= min_confidence else None

@@ -12,34 +12,39 @@ import hmac
 import os
 from pathlib import Path
 
+from xlir.errors import UserError
+
 API_KEY_ENV = "XLIR_API_KEY"
 
 
-class AuthError(Exception):
-    """A write request that is not allowed: ``status`` is 401 (no/wrong key) or 403 (writes disabled)."""
+class AuthError(UserError):
+    """A write request that is not allowed: ``http_status`` is 401 (no/wrong key) or 403 (writes disabled)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
+    def __init__(self, http_status: int, message: str) -> None:
+        self.http_status = http_status
         super().__init__(message)
 
 
+class ApiKeyConfigError(UserError, ValueError):
+    """The API key the server was given cannot be used (empty, or its file unreadable)."""
+
+
 def load_api_key(api_key: str | None = None, api_key_file: Path | str | None = None) -> str | None:
-    """The configured key, or None (writes disabled). Raises ValueError for an unusable key file."""
+    """The configured key, or None (writes disabled). Raises :class:`ApiKeyConfigError` for an unusable key."""
     if api_key is not None:
         key = api_key.strip()
         if not key:
-            raise ValueError("the API key is empty; give a non-empty key or none at all")
+            raise ApiKeyConfigError("the API key is empty; give a non-empty key or none at all")
         return key
     if api_key_file is not None:
         path = Path(api_key_file)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise ValueError(f"cannot read the API key file {path}: {exc.strerror or exc}") from exc
+            raise ApiKeyConfigError(f"cannot read the API key file {path}: {exc.strerror or exc}") from exc
         key = lines[0].strip() if lines else ""
         if not key:
-            raise ValueError(f"the API key file {path} is empty; put the key on its first line")
+            raise ApiKeyConfigError(f"the API key file {path} is empty; put the key on its first line")
         return key
     key = os.environ.get(API_KEY_ENV, "").strip()
     return key or None

@@ -1,12 +1,23 @@
-"""Request and response models of the search service (pydantic): they are the OpenAPI schema at /docs."""
+"""The wire forms of the search service (pydantic): requests, responses, errors; the OpenAPI schema at /docs.
+
+Each wire form that carries a Python object of the layers below is made from it (or into it) by one
+method here: :meth:`SearchHitOut.from_hit`, :meth:`DocumentIn.to_document`, :meth:`DocumentOut.from_document`,
+:meth:`UpdateResponse.from_report`.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from xlir.retrieval.searcher import MAX_QUERY_CHARS
+from xlir.indexing.documents import Document
+from xlir.retrieval.query import MAX_QUERY_CHARS
+from xlir.retrieval.searcher import SearchHit
+from xlir.server.snippets import QueryTerms, snippet
+
+if TYPE_CHECKING:
+    from xlir.indexing.updater import UpdateReport
 
 MAX_K = 100
 MAX_OFFSET = 1000
@@ -75,8 +86,21 @@ class ChannelEvidence(BaseModel):
     score: float
 
 
-class SearchHit(BaseModel):
-    """One hit: the document, its score and a highlighted snippet (HTML: escaped text and <mark>)."""
+class SearchHitOut(BaseModel):
+    """One hit as the HTTP API sends it: the document, its score and a highlighted snippet (HTML).
+
+    This is the wire form of :class:`xlir.retrieval.searcher.SearchHit`, made only by :meth:`from_hit`.
+    Its field names differ from the Python hit's on purpose: ``id`` and ``language`` are what API clients
+    have always read (the Python hit says ``docid`` and ``lang``), and the wire form carries a snippet
+    and optional per-channel ``explain`` instead of the whole text and the raw channel scores.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "One hit: the document, its score and a highlighted snippet "
+            "(HTML: escaped text and <mark>)."
+        }
+    )
 
     rank: int = Field(description="1-based position in the whole result list (offset included).")
     id: str
@@ -89,6 +113,24 @@ class SearchHit(BaseModel):
         None, description="channel -> its rank and raw score for this document (with explain=true)."
     )
 
+    @classmethod
+    def from_hit(cls, hit: SearchHit, terms: QueryTerms, explain: bool) -> SearchHitOut:
+        """The wire form of ``hit``: its text cut to a snippet highlighting ``terms``; evidence if ``explain``."""
+        return cls(
+            rank=hit.rank,
+            id=hit.docid,
+            score=hit.score,
+            language=hit.lang,
+            title=hit.title,
+            snippet=snippet(hit.text, terms),
+            metadata=hit.metadata,
+            explain=(
+                {name: ChannelEvidence(rank=s.rank, score=s.score) for name, s in hit.sources.items()}
+                if explain
+                else None
+            ),
+        )
+
 
 class SearchResponse(BaseModel):
     """Hits for one query, and how they were found."""
@@ -100,7 +142,7 @@ class SearchResponse(BaseModel):
     k: int
     offset: int
     langs: list[str] | None = Field(description="The language filter, normalized.")
-    hits: list[SearchHit]
+    hits: list[SearchHitOut]
     has_more: bool = Field(description="Whether a next page (offset + k) has hits.")
     reranked: bool = Field(
         False, description="Whether the whole top rerank_k was reranked (a budget cut is told in notices)."
@@ -120,6 +162,17 @@ class DocumentIn(BaseModel):
     title: str | None = Field(None, max_length=10_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    def to_document(self) -> Document:
+        """The document to index (its origin recorded as the API)."""
+        return Document(
+            id=self.id,
+            text=self.text,
+            lang=self.lang,
+            title=self.title,
+            metadata=dict(self.metadata),
+            origin="api",
+        )
+
 
 class DocumentBatch(BaseModel):
     """Documents to add, replacing stored documents with the same ids."""
@@ -138,6 +191,10 @@ class DocumentOut(BaseModel):
     title: str | None
     metadata: dict[str, Any]
 
+    @classmethod
+    def from_document(cls, doc: Document) -> DocumentOut:
+        return cls(id=doc.id, text=doc.text, lang=doc.lang, title=doc.title, metadata=doc.metadata)
+
 
 class UpdateResponse(BaseModel):
     """What an update did; it is visible to every search that starts after this response."""
@@ -151,12 +208,49 @@ class UpdateResponse(BaseModel):
     languages: dict[str, int]
     took_ms: float
 
+    @classmethod
+    def from_report(cls, report: UpdateReport, seconds: float) -> UpdateResponse:
+        """The wire form of an update's report; ``seconds`` is the request's time, lock waits included."""
+        return cls(
+            operation=report.operation,
+            added=report.added,
+            replaced=report.replaced,
+            deleted=report.deleted,
+            missing=report.missing,
+            documents=report.documents,
+            languages=report.languages,
+            took_ms=round(seconds * 1000, 3),
+        )
+
 
 class ErrorResponse(BaseModel):
     """An error: what is wrong and what to do."""
 
     error: str
     details: list[dict[str, Any]] | None = None
+
+
+#: The error answers every endpoint documents (OpenAPI ``responses``).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorResponse,
+        "description": "The request cannot be run as given (the message says why).",
+    },
+    413: {"model": ErrorResponse, "description": "The request body is too large."},
+    422: {"model": ErrorResponse, "description": "A parameter is missing, malformed or out of range."},
+    503: {"model": ErrorResponse, "description": "The index is not open (see /readyz)."},
+}
+#: ... and those of the endpoints that change the index.
+WRITE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorResponse, "description": "No API key, or a wrong one."},
+    403: {"model": ErrorResponse, "description": "Writes are disabled (no API key configured)."},
+    409: {"model": ErrorResponse, "description": "The index has a channel that cannot be updated in place."},
+}
+#: The answer of an endpoint that names one document.
+NO_DOCUMENT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such document."}
+}
 
 
 class HealthResponse(BaseModel):

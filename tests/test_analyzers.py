@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from xlir.indexing import analyzers
-from xlir.indexing.analyzers import (
+from xlir.indexing.channels.bm25 import analyzers
+from xlir.indexing.channels.bm25.analyzers import (
     LUCENE_ANALYZERS,
     NEUTRAL,
     SCRIPT_BIGRAM,
@@ -157,10 +157,11 @@ def test_thai_bigram_tokens() -> None:
 
 def test_lucene_thai_analyzer_fails_on_this_runtime_and_the_writer_says_so(tmp_path, monkeypatch) -> None:
     """Anserini's own Thai analyzer drops every document here; the writer must refuse loudly."""
-    import xlir.indexing.channels.bm25.writer as bm25
+    from xlir.indexing.channels.bm25 import store
+    from xlir.indexing.channels.bm25.writer import BM25Writer
 
-    monkeypatch.setattr(bm25, "indexer_args", lambda analyzer: ["-language", "th"])
-    writer = bm25.BM25Writer(tmp_path, {})
+    monkeypatch.setattr(store, "indexer_args", lambda analyzer: ["-language", "th"])
+    writer = BM25Writer(tmp_path, {})
     for docid, text in real_texts("th")[:3]:
         writer.add(Document(id=docid, text=text, lang="th"))
     with pytest.raises(RuntimeError, match=r"sub-index 'th'.*indexed 0 of 3"):
@@ -174,7 +175,7 @@ def test_language_without_analyzer_falls_back_to_neutral_with_one_warning(multil
     index, query = probe_query("ast", [text for _, text in corpus["ast"]])
     assert searcher.search(query, k=3, langs=["ast"]).docids[:1] == [corpus["ast"][index][0]]
     analyzers._warned.discard("ast")
-    with caplog.at_level(logging.WARNING, logger="xlir.indexing.analyzers"):
+    with caplog.at_level(logging.WARNING, logger="xlir.indexing.channels.bm25.analyzers"):
         assert analyzer_for("ast") == NEUTRAL
         assert analyzer_for("ast") == NEUTRAL
     warnings = [r for r in caplog.records if "'ast'" in r.getMessage()]

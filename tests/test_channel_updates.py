@@ -133,7 +133,7 @@ def test_ivfpq_update_keeps_codes_and_quantizers(tiny_model: str, tmp_path: Path
     """
     import faiss
 
-    from xlir.indexing.channels.dense.writer import build_faiss_index, document_text
+    from xlir.indexing.channels.dense.writer import build_faiss_index, dense_text
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((len(DOCS), 32)).astype(np.float32)
@@ -175,7 +175,7 @@ def test_ivfpq_update_keeps_codes_and_quantizers(tiny_model: str, tmp_path: Path
     assert set(after) == set(docids) and all(len(v) == len(queries) for v in after.values())
     before = scores(index, [d.id for d in DOCS])
     # the reference: the untouched build-time index with the added documents appended
-    index.add(SentenceTransformerEncoder(tiny_model).encode_documents([document_text(d) for d in added]))
+    index.add(SentenceTransformerEncoder(tiny_model).encode_documents([dense_text(d) for d in added]))
     reference = scores(index, [d.id for d in DOCS] + [f"added:{d.id}" for d in added])
     added_ids = {d.id for d in added}
     for docid in docids:

@@ -74,6 +74,37 @@ def test_user_errors_are_one_clear_line(tmp_path: Path) -> None:
     empty = run("search", str(tmp_path / "idx"), "  ")
     assert empty.returncode == 2 and "empty" in empty.stderr
 
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": "a", "text": "fine", "lang": "en"}])
+    unknown = run("index", "build", str(good), str(tmp_path / "idx2"), "-c", "nosuch")
+    assert unknown.returncode == 2 and "unknown channel" in unknown.stderr
+    assert "Traceback" not in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_only_user_errors_become_one_line() -> None:
+    """The root group turns a UserError from any command into `error: ...` and exit 2; bugs keep their traceback."""
+    import typer
+    from typer.testing import CliRunner
+
+    from xlir.cli import UserErrorsAsMessages
+    from xlir.errors import NotFoundError
+
+    app = typer.Typer(cls=UserErrorsAsMessages)
+
+    @app.command()
+    def user() -> None:
+        raise NotFoundError("no collection named 'x'; check the name")
+
+    @app.command()
+    def bug() -> None:
+        raise ValueError("an internal invariant broke")
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["user"])
+    assert shown.exit_code == 2
+    assert "error: no collection named 'x'; check the name" in shown.stderr
+    crashed = runner.invoke(app, ["bug"])
+    assert isinstance(crashed.exception, ValueError) and crashed.exit_code == 1
+
 
 def test_demo_builds_the_sample_and_answers_across_languages(tmp_path: Path) -> None:
     done = run("demo", "--index-dir", str(tmp_path / "sample"))

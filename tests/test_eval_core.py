@@ -12,8 +12,8 @@ from scipy import stats
 from xlir.eval.collection import Collection, CollectionError
 from xlir.eval.metrics import accuracy_at_1, evaluate, paired_ttest, randomization_test
 from xlir.eval.trec import TrecFormatError, read_qrels, read_run, read_topics, write_run
+from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 from xlir.retrieval.fusion import rrf
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 

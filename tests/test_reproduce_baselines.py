@@ -1,4 +1,4 @@
-"""The baselines of ``xlir.eval.reproduce`` agree with xlir where they should: Pyserini over a multilingual pool."""
+"""The baselines of the reproduction tasks (``xlir.eval.baselines``) agree with xlir where they should: Pyserini over a multilingual pool."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from xlir.eval.baselines import PyseriniPool
 from xlir.eval.collection import Collection
-from xlir.eval.reproduce import PyseriniPool
 from xlir.indexing.builder import build_index
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.readers import open_corpus

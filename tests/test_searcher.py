@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from xlir.indexing.manifest import IndexNotFoundError
-from xlir.retrieval.searcher import MAX_QUERY_CHARS, QueryError, Searcher
+from xlir.retrieval.query import MAX_QUERY_CHARS, QueryError
+from xlir.retrieval.searcher import Searcher
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,9 @@ def test_fused_rankings_reuse_channels_already_searched_alone(neural_index: Path
         dense = searcher._channels["dense"]
         calls: list[int] = []
         original = dense.batch_search
-        dense.batch_search = lambda texts, k, langs: calls.append(len(texts)) or original(texts, k, langs)
+        dense.batch_search = lambda texts, k, langs, **kw: (
+            calls.append(len(texts)) or original(texts, k, langs)
+        )
         try:
             reused = searcher.rankings(queries, k=100, searched=alone)
         finally:

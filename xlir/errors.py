@@ -2,7 +2,7 @@
 
 A :class:`UserError` says what is wrong and what to do about it (a bad corpus line, an unknown
 language or model, an empty query, a missing index). The CLI prints its message without a traceback
-and exits with status 2; the server answers its ``http_status`` with the message as ``detail``.
+and exits with status 2; the server answers its ``http_status`` with ``{"error": message}``.
 Anything else that escapes is a bug in xlir and is reported as one.
 
 This module is the lowest layer: every other package may import it, it imports nothing of xlir.

@@ -1,74 +1,132 @@
-"""What an index channel's writer is, and where each channel's writer lives.
+"""What a channel's writer, updater and searcher are, and how to open one by channel name.
 
-A channel is a pair (writer in ``indexing``, searcher in ``retrieval``) plus its encoder. Adding a
-channel adds one module here and one in ``retrieval`` and a line in each registry; nothing else.
-Writers are looked up by dotted path so that heavy imports (the JVM, torch) happen only when the
-channel is used.
+The three base classes are the channel protocol: a channel subclasses them (its classes are named in
+:data:`xlir.indexing.channels.CHANNELS`) and inherits the defaults here (``add_many`` as a loop over
+``add``, ``abort`` doing nothing, ``search`` as a batch of one). :func:`open_writer`,
+:func:`open_updater` and :func:`open_searcher` load a channel's class on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from xlir.errors import ConflictError
+from xlir.indexing.channels import CHANNELS
 from xlir.indexing.documents import Document
+from xlir.indexing.errors import ConfigError, IndexDamagedError
+from xlir.indexing.ranking import Ranking
+
+#: A query's detected language and the detector's confidence, e.g. ``("de", 0.98)``: detected once per
+#: query by the searcher facade (:mod:`xlir.retrieval.query`); each channel applies its own threshold.
+DetectedLanguage = tuple[str, float]
+#: Document languages a search is restricted to (ISO 639-1 codes); None = all.
+Langs = Collection[str] | None
+#: One detected language per query of a batch, when the caller has them.
+QueryLangs = Sequence[DetectedLanguage] | None
 
 
-class ChannelWriter(Protocol):
-    """Writes one channel of an index into its own directory.
+class ChannelWriter(ABC):
+    """Writes one channel of an index into its own directory: ``Writer(directory, config)``.
 
-    ``add`` receives every document of the corpus (language already resolved, text non-empty);
-    ``close`` finishes the channel on disk and returns the details the manifest records for it
-    (its config, model names, counts) - the searcher is built from exactly those details.
+    ``add`` / ``add_many`` receive every document of the corpus (language already resolved, text
+    non-empty); ``close`` finishes the channel on disk and returns the details the manifest records
+    for it (its config, model names, counts) - the searcher is built from exactly those details.
     """
 
+    @abstractmethod
     def add(self, doc: Document) -> None: ...
 
+    def add_many(self, docs: Iterable[Document]) -> None:
+        """Add a batch of documents (a writer that can take them at once overrides this)."""
+        for doc in docs:
+            self.add(doc)
+
+    @abstractmethod
     def close(self) -> dict[str, Any]: ...
 
 
-#: channel name -> "module:Class" of its writer. Constructor: ``Writer(directory, config)``.
-WRITERS: dict[str, str] = {
-    "bm25": "xlir.indexing.channels.bm25.writer:BM25Writer",
-    "dense": "xlir.indexing.channels.dense.writer:DenseWriter",
-    "sparse": "xlir.indexing.channels.sparse.writer:SparseWriter",
-    "multivector": "xlir.indexing.channels.multivector.writer:MultiVectorWriter",
-    "translate": "xlir.indexing.channels.translate.writer:TranslatedWriter",
-}
+class ChannelUpdater(ABC):
+    """Changes one channel of a built index in place (see :mod:`xlir.indexing.updater`).
 
-
-class ChannelUpdater(Protocol):
-    """Changes one channel of a built index in place (incremental updates, see :mod:`xlir.indexing.updater`).
-
-    Opened on the channel's directory with the details its writer (or last updater) recorded in the
-    manifest and the channel's config section. The caller applies one batch as ``delete(ids)`` (every id
-    being replaced or removed; ids the channel does not hold are ignored) then ``add(docs)`` (documents
-    whose ids the channel no longer holds, language resolved, text non-empty), then ``close()``, which
-    makes the batch durable and returns the channel's new manifest details. Both steps must be
-    idempotent under replay: applying the same batch twice leaves the same channel as applying it once.
-    An updater may also define ``abort()`` (discard uncommitted changes), called instead of ``close()``
-    when the batch fails.
+    ``Updater(directory, details, config)``: the channel's directory, the details its writer (or last
+    updater) recorded in the manifest, and the channel's config section. The caller applies one batch
+    as ``delete(ids)`` (every id being replaced or removed; ids the channel does not hold are ignored)
+    then ``add(docs)`` (documents whose ids the channel no longer holds, language resolved, text
+    non-empty), then ``close()``, which makes the batch durable and returns the channel's new manifest
+    details; or ``abort()`` instead of ``close()`` when the batch fails. Both steps must be idempotent
+    under replay: applying the same batch twice leaves the same channel as applying it once.
     """
 
+    @abstractmethod
     def delete(self, ids: list[str]) -> None: ...
 
+    @abstractmethod
     def add(self, docs: list[Document]) -> None: ...
 
+    @abstractmethod
     def close(self) -> dict[str, Any]: ...
 
+    def abort(self) -> None:
+        """Discard the uncommitted batch (nothing to do for an updater that writes only in ``close``)."""
+        return None
 
-#: channel name -> "module:Class" of its incremental updater. Constructor:
-#: ``Updater(directory, details, config)`` (manifest details and the channel's config section).
-#: Channels missing here cannot be updated in place: their indexes must be rebuilt.
-UPDATERS: dict[str, str] = {
-    "bm25": "xlir.indexing.channels.bm25.writer:BM25Updater",
-    "dense": "xlir.indexing.channels.dense.writer:DenseUpdater",
-    "sparse": "xlir.indexing.channels.sparse.writer:SparseUpdater",
-    "translate": "xlir.indexing.channels.translate.writer:TranslatedUpdater",
-    "multivector": "xlir.indexing.channels.multivector.writer:MultiVectorUpdater",
-}
+
+class ChannelSearcher(ABC):
+    """Searches one channel of an index: ``Searcher(directory, details)``, details from the manifest.
+
+    ``langs`` (ISO 639-1 codes) restricts hits to documents in those languages; ``None`` = all.
+    ``query_lang`` / ``query_langs``: the queries' detected languages when the caller has them (a
+    channel that needs them and gets none detects them itself).
+    """
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        *,
+        query_lang: DetectedLanguage | None = None,
+    ) -> Ranking:
+        """The ``k`` best documents for ``query``: a batch of one."""
+        return self.batch_search([query], k, langs, query_langs=None if query_lang is None else [query_lang])[
+            0
+        ]
+
+    @abstractmethod
+    def batch_search(
+        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
+    ) -> list[Ranking]:
+        """One ranking per query (a channel encodes them in one batch where it can)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def check_queries(queries: Sequence[str], k: int) -> None:
+    """Refuse a bare string, an empty query (named by its position in a batch) or ``k`` below 1."""
+    if isinstance(queries, str):
+        raise TypeError("batch_search takes a list of queries; use search() for one.")
+    for i, query in enumerate(queries):
+        if not isinstance(query, str) or not query.strip():
+            where = "the query" if len(queries) == 1 else f"query {i}"
+            raise ValueError(f"{where} is empty: give some words to search for.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be >= 1 (got {k!r}).")
+
+
+def positive_int(config: dict[str, Any], key: str, default: int, *, channel: str, minimum: int = 1) -> int:
+    """``config[key]`` (``default`` when absent or None), checked to be an integer >= ``minimum``."""
+    value = config.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{channel}.{key} must be {wanted} (got {value!r}); fix the {channel} config.")
+    return value
 
 
 class UpdateNotSupportedError(ConflictError, RuntimeError):
@@ -83,23 +141,39 @@ class UpdateNotSupportedError(ConflictError, RuntimeError):
         )
 
 
+def updatable(channel: str) -> bool:
+    """Whether ``channel`` can be updated in place (it is known and has an updater)."""
+    spec = CHANNELS.get(channel)
+    return spec is not None and spec.updater is not None
+
+
+def open_writer(channel: str, directory: Path, config: dict[str, Any]) -> ChannelWriter:
+    """The writer of ``channel`` into ``directory`` (created), with its config section as a dict."""
+    if channel not in CHANNELS:
+        raise ConfigError(f"unknown channel {channel!r}; known channels: {', '.join(sorted(CHANNELS))}")
+    directory.mkdir(parents=True, exist_ok=True)
+    return _load(CHANNELS[channel].writer)(directory, config)
+
+
 def open_updater(
     channel: str, directory: Path, details: dict[str, Any], config: dict[str, Any] | None = None
 ) -> ChannelUpdater:
     """The incremental updater of ``channel`` over ``directory`` (raises UpdateNotSupportedError)."""
-    if channel not in UPDATERS:
+    if not updatable(channel):
         raise UpdateNotSupportedError([channel])
-    return load_class(UPDATERS[channel])(directory, details, config or {})
+    return _load(CHANNELS[channel].updater)(directory, details, config or {})
 
 
-def load_class(dotted: str) -> Any:
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)
+def open_searcher(channel: str, directory: Path, details: dict[str, Any]) -> ChannelSearcher:
+    """The searcher of ``channel`` over ``directory``, built from its manifest ``details``."""
+    if channel not in CHANNELS:
+        raise IndexDamagedError(
+            f"this xlir has no searcher for channel {channel!r} (known: {sorted(CHANNELS)})"
+        )
+    return _load(CHANNELS[channel].searcher)(directory, details)
 
 
-def open_writer(channel: str, directory: Path, config: dict[str, Any]) -> ChannelWriter:
-    if channel not in WRITERS:
-        known = ", ".join(sorted(WRITERS))
-        raise ValueError(f"unknown channel {channel!r}; known channels: {known}")
-    directory.mkdir(parents=True, exist_ok=True)
-    return load_class(WRITERS[channel])(directory, config)
+def _load(relative: str) -> Any:
+    """The class named by ``"module:Class"`` relative to :mod:`xlir.indexing.channels`."""
+    module, _, name = relative.partition(":")
+    return getattr(importlib.import_module(f"xlir.indexing.channels.{module}"), name)

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from xlir.errors import UserError
+from xlir.models.devices import resolve_device
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -31,6 +34,10 @@ _MODELS: dict[tuple[str, str], SentenceTransformer] = {}
 _LOCK = threading.Lock()
 
 
+class DenseModelError(UserError, ValueError):
+    """The dense model named cannot be used (no name, not a sentence encoder) or a setting is out of range."""
+
+
 @runtime_checkable
 class DenseEncoder(Protocol):
     """Encodes queries and documents into one vector space (rows float32 and L2-normalized)."""
@@ -40,17 +47,6 @@ class DenseEncoder(Protocol):
     def encode_queries(self, texts: list[str]) -> np.ndarray: ...
 
     def encode_documents(self, texts: list[str]) -> np.ndarray: ...
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; anything else is checked and kept."""
-    import torch
-
-    if device in ("", "auto", None):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'.")
-    return device
 
 
 def load_model(name: str, device: str = "auto") -> SentenceTransformer:
@@ -92,11 +88,11 @@ class SentenceTransformerEncoder:
 
     def __init__(self, model: str, batch_size: int = 32, max_length: int = 512, device: str = "auto") -> None:
         if not isinstance(model, str) or not model.strip():
-            raise ValueError("the dense model name is empty: give a model name, hub id or local folder.")
+            raise DenseModelError("the dense model name is empty: give a model name, hub id or local folder.")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1 (got {batch_size}).")
+            raise DenseModelError(f"batch_size must be at least 1 (got {batch_size}).")
         if max_length < 1:
-            raise ValueError(f"max_length must be at least 1 (got {max_length}).")
+            raise DenseModelError(f"max_length must be at least 1 (got {max_length}).")
         self.name = model
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
@@ -105,7 +101,7 @@ class SentenceTransformerEncoder:
         self.max_length = min(int(max_length), limit) if limit else int(max_length)
         dim = self.model.get_embedding_dimension()
         if not dim:
-            raise ValueError(
+            raise DenseModelError(
                 f"model {model!r} does not report its embedding dimension; is it a sentence encoder?"
             )
         self.dim: int = int(dim)

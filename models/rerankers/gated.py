@@ -19,116 +19,32 @@ multilingual token space does the matching. This reranker joins the two:
 With the gates closed and the adapter's up-projections at zero (how a fresh one starts) the score *is*
 ColBERT MaxSim over the backbone's last layer: training starts from a ranker that already works across
 languages, and can only open the gates where English relevance data says it pays. Language adapters
-(user-supplied, see :class:`xlir.retrieval.rerank.AdapterReranker`) apply to each text's lower layers by its
+(user-supplied, see :class:`xlir.models.rerankers.adapter.AdapterReranker`) apply to each text's lower layers by its
 own language and are stacked under the ranking adapter in the joint layers by the passage's language.
 
-* :class:`GatedScorer` - gates, projection and score head (saved as ``scorer.safetensors`` + the shape in
-  reranker.json);
+* :class:`~xlir.models.rerankers.gated_scorer.GatedScorer` - gates, projection and score head (saved as
+  ``scorer.safetensors`` + the shape in reranker.json);
 * :func:`encode_apart` - lower-layer states of texts (what training caches);
 * :func:`score_together` - scores of (query, passage) state pairs through the joint layers and the head;
-* :class:`GatedReranker` - the :class:`~xlir.retrieval.rerank.Reranker` over a saved folder
+* :class:`GatedReranker` - the :class:`~xlir.models.rerankers.base.Reranker` over a saved folder
   (``reranker.json`` with ``"kind": "gated"``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
-from xlir.retrieval.rerank import (
-    RANK_ADAPTER,
-    RERANKER_CONFIG,
-    AdapterReranker,
-    RerankerError,
-    SelectBy,
-    _check_texts,
-    autocast,
-)
-
-if TYPE_CHECKING:
-    import torch
-
-#: The scorer's weights inside a gated reranker folder.
-SCORER_WEIGHTS = "scorer.safetensors"
-#: Additive attention bias that stands for "no attention" (padding; a fully closed gate).
-CLOSED = -1.0e4
-
-
-def _scorer_module() -> Any:
-    import torch
-
-    class GatedScorer(torch.nn.Module):
-        """Cross-segment attention gates, the token projection and the score head of a gated reranker.
-
-        ``gates``: ``(joint layers, heads, 2)`` additive biases on attention logits across the segments
-        (``[..., 0]`` query tokens attending passage tokens, ``[..., 1]`` the reverse). ``projection``: a
-        ColBERT head (``Linear(hidden, dim)``; see :mod:`xlir.models.encoders.tokens`). ``first``: a linear score
-        on the sequence's first token, zero at the start.
-        """
-
-        def __init__(
-            self,
-            hidden: int,
-            layers: int,
-            heads: int,
-            projection: torch.nn.Module,
-            gate_init: float = -8.0,
-            scale: float = 20.0,
-        ) -> None:
-            super().__init__()
-            self.hidden, self.layers, self.heads = int(hidden), int(layers), int(heads)
-            self.projection = projection
-            self.gates = torch.nn.Parameter(torch.full((self.layers, self.heads, 2), float(gate_init)))
-            self.log_scale = torch.nn.Parameter(torch.tensor(math.log(scale)))
-            self.first = torch.nn.Linear(self.hidden, 1)
-            torch.nn.init.zeros_(self.first.weight)
-            torch.nn.init.zeros_(self.first.bias)
-
-        def bias(self, layer: int, segment: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-            """The additive attention mask of joint layer ``layer``: ``(batch, heads, seq, seq)``.
-
-            ``segment``: ``(batch, seq)`` 0 = query token, 1 = passage token; ``valid``: ``(batch, seq)``
-            False for padding (never attended).
-            """
-            rows, cols = segment[:, :, None], segment[:, None, :]
-            cross = (rows != cols)[:, None]  # (b, 1, s, s)
-            gate = self.gates[layer]  # (heads, 2)
-            # direction by the row's segment: query rows read passage keys with gate 0, passage rows gate 1
-            per_row = torch.where(
-                rows[:, None] == 0, gate[None, :, 0, None, None], gate[None, :, 1, None, None]
-            )  # (b, h, s, 1)
-            out = torch.where(cross, per_row, torch.zeros((), device=segment.device))
-            return out.masked_fill(~valid[:, None, None, :], CLOSED)
-
-        def forward(self, states: torch.Tensor, segment: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-            """Scores ``(batch,)`` from the last layer's ``states`` ``(batch, seq, hidden)``; ``scored``
-            marks the non-special tokens MaxSim reads."""
-            with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-                states = states.float()
-                vec = torch.nn.functional.normalize(self.projection(states), dim=-1)
-                query = scored & (segment == 0)
-                passage = scored & (segment == 1)
-                sims = torch.einsum("bid,bjd->bij", vec, vec)
-                sims = sims.masked_fill(~passage[:, None, :], -2.0)
-                best = sims.max(dim=2).values
-                q = query.float()
-                maxsim = (best * q).sum(dim=1) / q.sum(dim=1).clamp_min(1.0)
-                return self.log_scale.exp() * maxsim + self.first(states[:, 0]).squeeze(-1)
-
-    return GatedScorer
-
-
-def make_scorer(
-    hidden: int, layers: int, heads: int, projection: Any, gate_init: float = -8.0, scale: float = 20.0
-) -> Any:
-    """A fresh :class:`GatedScorer` (gates at ``gate_init``, head term at zero)."""
-    return _scorer_module()(hidden, layers, heads, projection, gate_init, scale)
+from xlir.models.devices import autocast
+from xlir.models.hub import offline_hub
+from xlir.models.rerankers.adapter import AdapterReranker
+from xlir.models.rerankers.base import RANK_ADAPTER, RerankerError, SelectBy, check_texts
+from xlir.models.rerankers.gated_scorer import CLOSED, GatedScorer, load_scorer
 
 
 @dataclass
@@ -172,8 +88,6 @@ def encode_apart(
     batch_size: int = 32,
 ) -> list[Encoded]:
     """Each text's states after layers ``[0, split)``, encoded alone (the active adapters apply)."""
-    import torch
-
     embeddings, layers = backbone_parts(model)
     device = next(model.parameters()).device
     special = torch.tensor(_special_ids(tokenizer), device=device)
@@ -202,11 +116,9 @@ def encode_apart(
 
 
 def score_together(
-    model: Any, scorer: Any, split: int, queries: Sequence[Encoded], passages: Sequence[Encoded]
+    model: Any, scorer: GatedScorer, split: int, queries: Sequence[Encoded], passages: Sequence[Encoded]
 ) -> torch.Tensor:
     """Scores ``(pairs,)`` of ``queries[i]`` with ``passages[i]`` through layers ``[split, n)`` and the head."""
-    import torch
-
     _, layers = backbone_parts(model)
     if len(queries) != len(passages):
         raise RerankerError(f"{len(queries)} queries for {len(passages)} passages")
@@ -232,52 +144,10 @@ def score_together(
     return scorer(hidden, segment, scored & valid)
 
 
-def load_scorer(path: Path, info: Mapping[str, Any]) -> Any:
-    """The :class:`GatedScorer` saved in a gated reranker folder."""
-    from safetensors.torch import load_file
-
-    from xlir.models.encoders.tokens import make_head
-
-    shape = info.get("scorer") or {}
-    try:
-        hidden, layers, heads, dim = (int(shape[k]) for k in ("hidden", "layers", "heads", "dim"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RerankerError(
-            f"{path / RERANKER_CONFIG} has no complete 'scorer' shape (hidden, layers, heads, dim); "
-            "retrain with `xlir train reranker --kind gated`"
-        ) from exc
-    scorer = make_scorer(hidden, layers, heads, make_head(hidden, dim))
-    weights = path / SCORER_WEIGHTS
-    if not weights.is_file():
-        raise RerankerError(
-            f"gated reranker {path}: {SCORER_WEIGHTS} is missing; retrain or re-copy the folder"
-        )
-    scorer.load_state_dict(load_file(str(weights)))
-    return scorer.eval()
-
-
-def save_scorer(scorer: Any, directory: Path) -> None:
-    """Write the scorer's weights (``scorer.safetensors``)."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to("cpu").contiguous() for k, v in scorer.state_dict().items()}
-    save_file(state, str(Path(directory) / SCORER_WEIGHTS))
-
-
-def scorer_shape(scorer: Any) -> dict[str, int]:
-    """What reranker.json records to rebuild the scorer."""
-    return {
-        "hidden": scorer.hidden,
-        "layers": scorer.layers,
-        "heads": scorer.heads,
-        "dim": int(scorer.projection.out_dim),
-    }
-
-
 class GatedReranker(AdapterReranker):
-    """A saved gated reranker (see the module docstring) as a :class:`~xlir.retrieval.rerank.Reranker`.
+    """A saved gated reranker (see the module docstring) as a :class:`~xlir.models.rerankers.base.Reranker`.
 
-    Same options as :class:`~xlir.retrieval.rerank.AdapterReranker`; ``query_max_length`` caps the query's tokens
+    Same options as :class:`~xlir.models.rerankers.adapter.AdapterReranker`; ``query_max_length`` caps the query's tokens
     (the passage's cap is ``max_length``); ``cache_passages``: how many passages' lower-layer states are
     kept for the next queries (:class:`PassageCache`; 0 = none).
     """
@@ -317,8 +187,6 @@ class GatedReranker(AdapterReranker):
             raise RerankerError(f"{self.path} is not a gated reranker (kind {self.info.get('kind')!r})")
 
     def _load_ranking(self) -> None:
-        from xlir.models.registry import offline_hub
-
         with offline_hub():  # the ranking adapter only: the scorer is the head
             self.model.load_adapter(
                 str(self.path), load_as=RANK_ADAPTER, with_head=False, use_safetensors=True
@@ -329,7 +197,7 @@ class GatedReranker(AdapterReranker):
         cls,
         model: Any,
         tokenizer: Any,
-        scorer: Any,
+        scorer: GatedScorer,
         split: int,
         *,
         name: str = "in-memory",
@@ -392,7 +260,7 @@ class GatedReranker(AdapterReranker):
         doc_langs: Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Scores of ``query`` with each text (float32)."""
-        texts = _check_texts(query, texts, doc_langs)
+        texts = check_texts(query, texts, doc_langs)
         out = np.zeros(len(texts), dtype=np.float32)
         if not texts:
             return out
@@ -468,8 +336,6 @@ class PassageCache:
 
     def put(self, text: str, adapter: str | None, encoded: Encoded) -> None:
         """Keep ``encoded`` (float16), evicting the least recently used beyond the capacity."""
-        import torch
-
         if not self.capacity:
             return
         self._items[(text, adapter or "")] = Encoded(encoded.states.to(torch.float16), encoded.scored)
@@ -477,22 +343,10 @@ class PassageCache:
             self._items.popitem(last=False)
 
 
-def is_gated(path: Path) -> bool:
-    """Whether the reranker folder ``path`` holds a gated reranker."""
-    try:
-        return json.loads((Path(path) / RERANKER_CONFIG).read_text("utf-8")).get("kind") == "gated"
-    except (OSError, ValueError):
-        return False
-
-
 __all__ = [
     "Encoded",
     "GatedReranker",
+    "PassageCache",
     "encode_apart",
-    "is_gated",
-    "load_scorer",
-    "make_scorer",
-    "save_scorer",
     "score_together",
-    "scorer_shape",
 ]

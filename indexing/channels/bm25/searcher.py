@@ -17,10 +17,12 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.analyzers import check_analyzer, java_analyzer, prepare_text
-from xlir.indexing.channels.bm25.writer import UNKNOWN_LANG, bm25_params
-from xlir.indexing.java import ensure_jvm
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.indexing.channels.base import ChannelSearcher, DetectedLanguage, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
+from xlir.indexing.channels.bm25.java import ensure_jvm
+from xlir.indexing.channels.bm25.store import UNKNOWN_LANG, bm25_params
+from xlir.indexing.errors import IndexDamagedError, IndexIncompleteError
+from xlir.indexing.ranking import Ranking
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +42,19 @@ class _Sub:
         return None if self.lang == UNKNOWN_LANG else self.lang
 
 
-class BM25Searcher:
+class BM25Searcher(ChannelSearcher):
     """Channel searcher for BM25 over per-language Lucene sub-indexes.
 
     ``details``: what the writer returned (``k1``, ``b``, ``subindexes``: lang -> path/analyzer/documents).
     ``langs`` filters select sub-indexes by language; ``"und"`` selects documents of unknown language.
     """
 
-    #: Evidence is shared words: fused with other channels, the searcher facade limits this channel to
-    #: documents in the query's own language (see ``xlir.retrieval.searcher.Searcher._scope``).
-    lexical = True
-
     def __init__(self, directory: Path, details: dict[str, Any]) -> None:
         self.directory = Path(directory)
         self.k1, self.b = bm25_params(details)
         subindexes = details.get("subindexes")
         if not isinstance(subindexes, dict):
-            raise ValueError(
+            raise IndexDamagedError(
                 "BM25 details have no 'subindexes' mapping; the manifest is damaged: rebuild the index"
             )
         ensure_jvm()
@@ -69,7 +67,7 @@ class BM25Searcher:
                 analyzer = check_analyzer(str(info.get("analyzer")))
                 path = self.directory / str(info.get("path", lang))
                 if not any(path.glob("segments_*")):
-                    raise FileNotFoundError(
+                    raise IndexIncompleteError(
                         f"BM25 sub-index {lang!r} is missing at {path}; the index directory is incomplete: "
                         "rebuild the index"
                     )
@@ -93,28 +91,33 @@ class BM25Searcher:
             langs = [langs]
         return [self._subs[lang] for lang in sorted(set(langs)) if lang in self._subs]
 
-    @staticmethod
-    def _check(query: str, k: int, where: str = "query") -> None:
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError(f"{where} is empty; BM25 needs at least one word to search for")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-
-    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        *,
+        query_lang: DetectedLanguage | None = None,
+    ) -> Ranking:
         """Top ``k`` documents for ``query`` over the sub-indexes of ``langs`` (all if None), by BM25 score."""
-        self._check(query, k)
-        scored: list[tuple[float, str, str | None]] = []
+        check_queries([query], k)
+        scored: list[tuple[str, float, str | None]] = []
         for sub in self._select(langs):
             for hit in sub.searcher.search(prepare_text(sub.analyzer, query), k):
-                scored.append((float(hit.score), str(hit.docid), sub.hit_lang))
-        return _ranking(scored, k)
+                scored.append((str(hit.docid), float(hit.score), sub.hit_lang))
+        return Ranking.from_scored(SOURCE, scored, k)
 
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None, threads: int = 1
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        langs: Langs = None,
+        threads: int = 1,
+        *,
+        query_langs: QueryLangs = None,
     ) -> list[Ranking]:
         """:meth:`search` for many queries, each sub-index searched with ``threads`` Java threads."""
-        for i, query in enumerate(queries):
-            self._check(query, k, where=f"query {i}")
+        check_queries(queries, k)
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         from jnius import autoclass
@@ -123,7 +126,7 @@ class BM25Searcher:
         qids = array_list()
         for i in range(len(queries)):
             qids.add(str(i))
-        scored: list[list[tuple[float, str, str | None]]] = [[] for _ in queries]
+        scored: list[list[tuple[str, float, str | None]]] = [[] for _ in queries]
         for sub in self._select(langs):
             texts = array_list()
             for query in queries:
@@ -131,8 +134,8 @@ class BM25Searcher:
             results = sub.searcher.batch_search(texts, qids, int(k), int(threads))
             for i in range(len(queries)):
                 for hit in results.get(str(i)) or ():
-                    scored[i].append((float(hit.score), str(hit.docid), sub.hit_lang))
-        return [_ranking(hits, k) for hits in scored]
+                    scored[i].append((str(hit.docid), float(hit.score), sub.hit_lang))
+        return [Ranking.from_scored(SOURCE, hits, k) for hits in scored]
 
     def close(self) -> None:
         """Close every sub-index searcher (idempotent)."""
@@ -142,12 +145,3 @@ class BM25Searcher:
                 sub.searcher.close()
             except Exception:  # closing is best effort; the index files are read-only here
                 logger.debug("closing BM25 sub-index %s failed", sub.lang, exc_info=True)
-
-
-def _ranking(scored: list[tuple[float, str, str | None]], k: int) -> Ranking:
-    ordered = sorted(scored, key=lambda item: (-item[0], item[1]))[:k]
-    hits = tuple(
-        Hit(docid=docid, score=score, lang=lang, sources={SOURCE: ChannelScore(rank=rank, score=score)})
-        for rank, (score, docid, lang) in enumerate(ordered, start=1)
-    )
-    return Ranking(source=SOURCE, hits=hits)

@@ -10,7 +10,6 @@ allowed documents (all inverted lists for ``ivfpq``, exact scores of the allowed
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -18,48 +17,40 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.dense.writer import DOCIDS_FILE, INDEX_FILE, LANGS_FILE, LANGUAGES_FILE
+from xlir.indexing.channels.base import ChannelSearcher, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.dense.store import DenseStore
+from xlir.indexing.errors import IndexDamagedError
+from xlir.indexing.ranking import Ranking
 from xlir.models.encoders.dense import SentenceTransformerEncoder
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
 
 log = logging.getLogger(__name__)
 
 SOURCE = "dense"
 
 
-class DenseSearcher:
+class DenseSearcher(ChannelSearcher):
     """Searches a dense channel directory: ``search(query, k, langs) -> Ranking`` (source ``"dense"``)."""
 
     def __init__(self, directory: Path, details: dict[str, Any], device: str = "auto") -> None:
-        import faiss
-
         self.directory = Path(directory)
         self.details = dict(details)
-        path = self.directory / INDEX_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing: the dense channel of this index is incomplete. Rebuild the index."
-            )
-        self.index = faiss.read_index(str(path))
-        self.docids: list[str] = json.loads((self.directory / DOCIDS_FILE).read_text(encoding="utf-8"))
-        codes = np.load(self.directory / LANGS_FILE)
-        table: list[str] = json.loads((self.directory / LANGUAGES_FILE).read_text(encoding="utf-8"))
-        if not (len(self.docids) == len(codes) == self.index.ntotal):
-            raise ValueError(
-                f"{self.directory}: the FAISS index holds {self.index.ntotal} vectors but {len(self.docids)} "
-                f"ids and {len(codes)} languages are recorded; the channel is damaged. Rebuild the index."
-            )
+        store = DenseStore.load(self.directory)
+        self.index = store.index
+        self.docids: list[str] = store.documents.docids
+        codes, table = store.documents.codes, store.documents.table
         self.kind: str = str(self.details.get("index", "flat"))
         self.ef_search = int(self.details.get("ef_search", 128))
         self.nprobe = int(self.details.get("nprobe", 1))
-        self.doc_langs: list[str | None] = [table[c] if c >= 0 else None for c in codes.tolist()]
+        self.doc_langs: list[str | None] = store.documents.langs
         self._ids_by_lang: dict[str, np.ndarray] = {
             lang: np.flatnonzero(codes == code).astype(np.int64) for code, lang in enumerate(table)
         }
         self._selectors: dict[frozenset[str], tuple[np.ndarray, Any]] = {}
         model = self.details.get("model")
         if not model:
-            raise ValueError(f"{self.directory}: the manifest names no dense model; rebuild the index.")
+            raise IndexDamagedError(
+                f"{self.directory}: the manifest names no dense model; rebuild the index."
+            )
         self.encoder = SentenceTransformerEncoder(
             str(model),
             batch_size=int(self.details.get("batch_size", 32)),
@@ -67,7 +58,7 @@ class DenseSearcher:
             device=device,
         )
         if self.encoder.dim != self.index.d:
-            raise ValueError(
+            raise IndexDamagedError(
                 f"model {model!r} makes {self.encoder.dim}-dimensional vectors but the index holds "
                 f"{self.index.d}-dimensional ones: the model is not the one the index was built with."
             )
@@ -81,21 +72,12 @@ class DenseSearcher:
                 self.encoder.prompts,
             )
 
-    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
-        """The ``k`` documents nearest to ``query`` (restricted to ``langs`` when given)."""
-        return self.batch_search([query], k, langs)[0]
-
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None
+        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
     ) -> list[Ranking]:
-        """One ranking per query; all queries are encoded in one batch and searched in one FAISS call."""
-        if isinstance(queries, str):
-            raise TypeError("batch_search takes a list of queries; use search() for one.")
-        for query in queries:
-            if not isinstance(query, str) or not query.strip():
-                raise ValueError("the query is empty: give some words to search for.")
-        if k < 1:
-            raise ValueError(f"k must be at least 1 (got {k}).")
+        """The ``k`` documents nearest to each query (restricted to ``langs`` when given); all queries are
+        encoded in one batch and searched in one FAISS call."""
+        check_queries(queries, k)
         if self.index is None:
             raise RuntimeError("this dense searcher is closed; open the index again to search it.")
         if not queries:
@@ -175,17 +157,9 @@ class DenseSearcher:
         return self.index.search(vectors, k, params=self._params(allowed, exhaustive=True))
 
     def _ranking(self, scores: np.ndarray, ids: np.ndarray) -> Ranking:
-        hits = []
-        for score, position in zip(scores.tolist(), ids.tolist(), strict=True):
-            if position < 0:
-                continue
-            rank = len(hits) + 1
-            hits.append(
-                Hit(
-                    docid=self.docids[position],
-                    score=float(score),
-                    lang=self.doc_langs[position],
-                    sources={SOURCE: ChannelScore(rank=rank, score=float(score))},
-                )
-            )
-        return Ranking(source=SOURCE, hits=tuple(hits))
+        ranked = (
+            (self.docids[position], score, self.doc_langs[position])
+            for score, position in zip(scores.tolist(), ids.tolist(), strict=True)
+            if position >= 0
+        )
+        return Ranking.in_order(SOURCE, ranked)

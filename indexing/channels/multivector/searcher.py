@@ -17,7 +17,6 @@ candidate, so a filtered search returns ``k`` hits whenever there are ``k`` such
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -25,26 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.multivector.writer import (
-    CODES_FILE,
-    DOCIDS_FILE,
-    IVF_FILE,
-    IVF_OFFSETS_FILE,
-    LANGS_FILE,
-    LANGUAGES_FILE,
-    OFFSETS_FILE,
-    RESIDUALS_FILE,
-    ResidualCodec,
-)
-from xlir.models.encoders.tokens import TokenEncoder, open_token_encoder
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.indexing.channels.base import ChannelSearcher, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.multivector.store import TokenStore, load_codec
+from xlir.indexing.errors import ConfigError, IndexDamagedError
+from xlir.indexing.ranking import Ranking
+from xlir.models.encoders.token_base import TokenEncoder
+from xlir.models.encoders.tokens import open_token_encoder
 
 log = logging.getLogger(__name__)
 
 SOURCE = "multivector"
 
 
-class MultiVectorSearcher:
+class MultiVectorSearcher(ChannelSearcher):
     """Searches a multivector channel directory: ``search(query, k, langs) -> Ranking`` (source ``"multivector"``).
 
     ``encoder`` replaces the encoder the manifest describes (it must make the same vectors); ``ncells`` /
@@ -64,28 +56,16 @@ class MultiVectorSearcher:
     ) -> None:
         self.directory = Path(directory)
         self.details = dict(details)
-        for name in (CODES_FILE, RESIDUALS_FILE, OFFSETS_FILE, IVF_FILE, DOCIDS_FILE):
-            if not (self.directory / name).is_file():
-                raise FileNotFoundError(
-                    f"{self.directory / name} is missing: the multivector channel of this index is incomplete. "
-                    "Rebuild the index."
-                )
-        self.codec = ResidualCodec.load(self.directory, int(self.details.get("nbits", 2)))
-        self.codes = np.load(self.directory / CODES_FILE, mmap_mode="r")
-        self.residuals = np.load(self.directory / RESIDUALS_FILE, mmap_mode="r")
-        self.offsets = np.load(self.directory / OFFSETS_FILE)
-        self.ivf = np.load(self.directory / IVF_FILE)
-        self.ivf_offsets = np.load(self.directory / IVF_OFFSETS_FILE)
-        self.docids: list[str] = json.loads((self.directory / DOCIDS_FILE).read_text("utf-8"))
-        codes = np.load(self.directory / LANGS_FILE)
-        table: list[str] = json.loads((self.directory / LANGUAGES_FILE).read_text("utf-8"))
-        n = len(self.docids)
-        if not (len(self.offsets) == n + 1 == len(codes) + 1 and self.offsets[-1] == len(self.codes)):
-            raise ValueError(
-                f"{self.directory}: {n} ids, {len(codes)} languages, {len(self.offsets) - 1} documents and "
-                f"{len(self.codes)} tokens do not match; the channel is damaged. Rebuild the index."
-            )
-        self.doc_langs: list[str | None] = [table[c] if c >= 0 else None for c in codes.tolist()]
+        store = TokenStore.load(self.directory, mmap=True)
+        self.codec = load_codec(self.directory, int(self.details.get("nbits", 2)))
+        self.codes = store.codes
+        self.residuals = store.residuals
+        self.offsets = store.offsets
+        self.ivf = store.ivf
+        self.ivf_offsets = store.ivf_offsets
+        self.docids: list[str] = store.documents.docids
+        codes, table = store.documents.codes, store.documents.table
+        self.doc_langs: list[str | None] = store.documents.langs
         self._lang_codes = codes
         self._table = table
         self._allowed_cache: dict[frozenset[str], np.ndarray] = {}
@@ -93,10 +73,10 @@ class MultiVectorSearcher:
         self.ndocs = int(ndocs or self.details.get("ndocs", 256))
         self.cell_fraction = float(cell_fraction or self.details.get("cell_fraction", 0.05))
         if not 0 < self.cell_fraction <= 1:
-            raise ValueError(f"cell_fraction must be in (0, 1] (got {self.cell_fraction}).")
+            raise ConfigError(f"cell_fraction must be in (0, 1] (got {self.cell_fraction}).")
         self.encoder = encoder if encoder is not None else open_token_encoder(self.details, device=device)
         if self.encoder.dim != self.codec.dim:
-            raise ValueError(
+            raise IndexDamagedError(
                 f"the query encoder makes {self.encoder.dim}-d token vectors but the index holds "
                 f"{self.codec.dim}-d ones: the model or head is not the one the index was built with."
             )
@@ -105,21 +85,12 @@ class MultiVectorSearcher:
 
     # --- public API ------------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
-        """The ``k`` best documents for ``query`` by MaxSim (restricted to ``langs`` when given)."""
-        return self.batch_search([query], k, langs)[0]
-
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None
+        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
     ) -> list[Ranking]:
-        """One ranking per query; queries are encoded in one batch."""
-        if isinstance(queries, str):
-            raise TypeError("batch_search takes a list of queries; use search() for one.")
-        for query in queries:
-            if not isinstance(query, str) or not query.strip():
-                raise ValueError("the query is empty: give some words to search for.")
-        if k < 1:
-            raise ValueError(f"k must be at least 1 (got {k}).")
+        """The ``k`` best documents for each query by MaxSim (restricted to ``langs`` when given); queries
+        are encoded in one batch."""
+        check_queries(queries, k)
         self._check_open()
         if not queries:
             return []
@@ -150,19 +121,12 @@ class MultiVectorSearcher:
             np.argpartition(-scores, top - 1)[:top] if top < len(candidates) else np.arange(len(candidates))
         )
         best = best[np.lexsort((candidates[best], -scores[best]))]
-        hits = []
-        for rank, i in enumerate(best.tolist(), start=1):
-            position = int(candidates[i])
-            score = float(scores[i])
-            hits.append(
-                Hit(
-                    docid=self.docids[position],
-                    score=score,
-                    lang=self.doc_langs[position],
-                    sources={SOURCE: ChannelScore(rank=rank, score=score)},
-                )
-            )
-        return Ranking(source=SOURCE, hits=tuple(hits))
+        positions = candidates[best].tolist()
+        ranked = (
+            (self.docids[p], float(s), self.doc_langs[p])
+            for p, s in zip(positions, scores[best].tolist(), strict=True)
+        )
+        return Ranking.in_order(SOURCE, ranked)
 
     def maxsim(self, query: np.ndarray, documents: np.ndarray) -> np.ndarray:
         """Exact MaxSim of one query against the given document positions, from the decompressed vectors."""

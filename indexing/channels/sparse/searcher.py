@@ -9,7 +9,6 @@ documents in those languages share a term with the query.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -18,20 +17,18 @@ from typing import Any
 import numpy as np
 from scipy import sparse as sp
 
-from xlir.indexing.channels.sparse.writer import DOCIDS, FORMAT_VERSION, LANGS, POSTINGS
-from xlir.models.encoders.sparse import SparseEncoder, encoder_for_index
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.indexing.channels.base import ChannelSearcher, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.sparse.store import SparseIndexError, SparseStore
+from xlir.indexing.ranking import Ranking
+from xlir.models.encoders.sparse import encoder_for_index
+from xlir.models.encoders.sparse_base import SparseEncoder
 
 log = logging.getLogger(__name__)
 
 SOURCE = "sparse"
 
 
-class SparseIndexError(RuntimeError):
-    """The sparse channel on disk is missing, incomplete or from another version of xlir."""
-
-
-class SparseSearcher:
+class SparseSearcher(ChannelSearcher):
     """Searches the ``sparse`` channel of an index with the encoder and settings it was built with."""
 
     def __init__(
@@ -39,27 +36,11 @@ class SparseSearcher:
     ) -> None:
         self.directory = Path(directory)
         self.details = dict(details)
-        version = self.details.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise SparseIndexError(
-                f"the sparse channel at {self.directory} has format version {version}; this xlir reads "
-                f"version {FORMAT_VERSION}. Rebuild the index with this version."
-            )
-        missing = [name for name in (POSTINGS, DOCIDS, LANGS) if not (self.directory / name).is_file()]
-        if missing:
-            raise SparseIndexError(
-                f"the sparse channel at {self.directory} is incomplete (missing {', '.join(missing)}): "
-                "rebuild the index."
-            )
-        self._index: sp.csr_matrix = sp.load_npz(self.directory / POSTINGS).tocsr()
-        self._docids: list[str] = json.loads((self.directory / DOCIDS).read_text(encoding="utf-8"))
-        langs: list[str | None] = json.loads((self.directory / LANGS).read_text(encoding="utf-8"))
-        terms, documents = self._index.shape
-        if len(self._docids) != documents or len(langs) != documents:
-            raise SparseIndexError(
-                f"the sparse channel at {self.directory} is inconsistent ({documents} document columns, "
-                f"{len(self._docids)} ids, {len(langs)} languages): rebuild the index."
-            )
+        store = SparseStore.load(self.directory, self.details)
+        self._index: sp.csr_matrix = store.postings
+        self._docids: list[str] = store.docids
+        langs = store.langs
+        terms = self._index.shape[0]
         self._langs = langs
         self._lang_names = sorted({lang for lang in langs if lang})
         codes = {lang: i for i, lang in enumerate(self._lang_names)}
@@ -74,22 +55,13 @@ class SparseSearcher:
     def __len__(self) -> int:
         return len(self._docids)
 
-    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
-        """The top ``k`` documents for ``query`` (restricted to ``langs`` if given)."""
-        return self.batch_search([query], k, langs)[0]
-
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None
+        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
     ) -> list[Ranking]:
-        """One ranking per query: a single encoder call and one sparse matrix product for all of them."""
-        if isinstance(queries, str):
-            raise TypeError("batch_search takes a list of queries; use search() for one.")
+        """The top ``k`` documents for each query (restricted to ``langs`` if given): a single encoder
+        call and one sparse matrix product for all of them."""
+        check_queries(queries, k)
         texts = list(queries)
-        for i, query in enumerate(texts):
-            if not isinstance(query, str) or not query.strip():
-                raise ValueError(f"query #{i} is empty: give some words to search for.")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer (got {k!r}).")
         if not texts:
             return []
         allowed = self._allowed(langs)
@@ -120,19 +92,8 @@ class SparseSearcher:
             part = np.argpartition(-vals, k - 1)[:k]
             cols, vals = cols[part], vals[part]
         order = sorted(range(len(cols)), key=lambda i: (-float(vals[i]), self._docids[cols[i]]))
-        hits = []
-        for rank, i in enumerate(order, start=1):
-            doc = int(cols[i])
-            score = float(vals[i])
-            hits.append(
-                Hit(
-                    docid=self._docids[doc],
-                    score=score,
-                    lang=self._langs[doc],
-                    sources={SOURCE: ChannelScore(rank=rank, score=score)},
-                )
-            )
-        return Ranking(source=SOURCE, hits=tuple(hits))
+        ranked = ((self._docids[int(cols[i])], float(vals[i]), self._langs[int(cols[i])]) for i in order)
+        return Ranking.in_order(SOURCE, ranked)
 
     def close(self) -> None:
         """Release the encoder's worker threads and the in-memory index."""

@@ -8,17 +8,19 @@ else searched as it is. Hits carry each document's ORIGINAL id and language (fro
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.analyzers import check_analyzer, java_analyzer, prepare_text
-from xlir.indexing.channels.bm25.writer import bm25_params
-from xlir.indexing.channels.translate.writer import UNKNOWN_LANG, translate_settings
-from xlir.indexing.java import ensure_jvm
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
+from xlir.indexing.channels.base import ChannelSearcher, DetectedLanguage, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
+from xlir.indexing.channels.bm25.java import ensure_jvm
+from xlir.indexing.channels.bm25.store import bm25_params
+from xlir.indexing.channels.translate.store import LANGS_FILE, UNKNOWN_LANG, load_langs
+from xlir.indexing.channels.translate.writer import translate_settings
+from xlir.indexing.errors import IndexIncompleteError
+from xlir.indexing.ranking import Ranking
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ SOURCE = "translate"
 QUERY_LANG_CONFIDENCE = 0.5
 
 
-class TranslatedSearcher:
+class TranslatedSearcher(ChannelSearcher):
     """Channel searcher for the translate channel (same shape as :class:`xlir.indexing.channels.bm25.searcher.BM25Searcher`).
 
     ``langs`` filters hits by the documents' original languages.
@@ -39,12 +41,12 @@ class TranslatedSearcher:
         self.k1, self.b = bm25_params(details)
         self.analyzer = check_analyzer(str(details.get("analyzer")))
         path = self.directory / str(details.get("path", self.target))
-        langs_file = self.directory / "langs.json"
+        langs_file = self.directory / LANGS_FILE
         if not any(path.glob("segments_*")) or not langs_file.is_file():
-            raise FileNotFoundError(
+            raise IndexIncompleteError(
                 f"translate channel files are missing under {self.directory}; the index is incomplete: rebuild it"
             )
-        self._langs: dict[str, str] = json.loads(langs_file.read_text(encoding="utf-8"))
+        self._langs: dict[str, str] = load_langs(self.directory)
         self.documents = len(self._langs)
         self._translators: dict[str, Any] = {}
         ensure_jvm()
@@ -72,14 +74,19 @@ class TranslatedSearcher:
                 self._translators[lang] = None
         return self._translators[lang]
 
-    def translate_queries(self, queries: Sequence[str]) -> list[str]:
-        """Each query in the target language: detected, and translated when it is not and a translator exists."""
-        from xlir.models.languages import detect_languages
-
+    def translate_queries(
+        self, queries: Sequence[str], query_langs: Sequence[DetectedLanguage] | None = None
+    ) -> list[str]:
+        """Each query in the target language: translated when its language (``query_langs``, else detected
+        here) is confidently another and a translator exists."""
         queries = list(queries)
+        if query_langs is None:
+            from xlir.models.languages import detect_languages
+
+            query_langs = detect_languages(queries)
         out = list(queries)
         by_lang: dict[str, list[int]] = {}
-        for i, (code, confidence) in enumerate(detect_languages(queries)):
+        for i, (code, confidence) in enumerate(query_langs):
             if confidence >= QUERY_LANG_CONFIDENCE and code != self.target:
                 by_lang.setdefault(code, []).append(i)
         for lang, positions in by_lang.items():
@@ -90,13 +97,6 @@ class TranslatedSearcher:
                 if text.strip():
                     out[i] = text
         return out
-
-    @staticmethod
-    def _check(query: str, k: int, where: str = "query") -> None:
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError(f"{where} is empty; the translate channel needs at least one word to search for")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
 
     def _wanted(self, langs: Collection[str] | None) -> set[str] | None:
         if langs is None:
@@ -113,27 +113,19 @@ class TranslatedSearcher:
                 docid = str(hit.docid)
                 lang = self._langs.get(docid, UNKNOWN_LANG)
                 if wanted is None or lang in wanted:
-                    scored.append((float(hit.score), docid, None if lang == UNKNOWN_LANG else lang))
+                    scored.append((docid, float(hit.score), None if lang == UNKNOWN_LANG else lang))
             if len(scored) >= k or len(hits) < depth or depth >= self.documents:
-                return _ranking(scored, k)
+                return Ranking.from_scored(SOURCE, scored, k)
             depth = min(depth * 4, self.documents)
 
-    def search(self, query: str, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
-        """Top ``k`` documents (original ids, languages) for ``query``, translated to the target if needed."""
-        self._check(query, k)
-        (translated,) = self.translate_queries([query])
-        return self._hits(translated, k, self._wanted(langs))
-
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Collection[str] | None = None, threads: int = 1
+        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
     ) -> list[Ranking]:
-        """:meth:`search` for many queries (translated in batches per detected language)."""
-        for i, query in enumerate(queries):
-            self._check(query, k, where=f"query {i}")
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        """Top ``k`` documents (original ids, languages) for each query, translated to the target if
+        needed (in batches per query language)."""
+        check_queries(queries, k)
         wanted = self._wanted(langs)
-        return [self._hits(query, k, wanted) for query in self.translate_queries(queries)]
+        return [self._hits(query, k, wanted) for query in self.translate_queries(queries, query_langs)]
 
     def close(self) -> None:
         """Close the Lucene searcher (idempotent)."""
@@ -143,12 +135,3 @@ class TranslatedSearcher:
                 searcher.close()
             except Exception:  # best effort: read-only files
                 logger.debug("closing the translate searcher failed", exc_info=True)
-
-
-def _ranking(scored: list[tuple[float, str, str | None]], k: int) -> Ranking:
-    ordered = sorted(scored, key=lambda item: (-item[0], item[1]))[:k]
-    hits = tuple(
-        Hit(docid=docid, score=score, lang=lang, sources={SOURCE: ChannelScore(rank=rank, score=score)})
-        for rank, (score, docid, lang) in enumerate(ordered, start=1)
-    )
-    return Ranking(source=SOURCE, hits=hits)

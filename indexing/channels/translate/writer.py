@@ -15,30 +15,30 @@ The original language of every document is kept in ``langs.json`` so hits carry 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.analyzers import analyzer_for
-from xlir.indexing.channels.bm25.writer import BATCH_SIZE as BM25_BATCH
-from xlir.indexing.channels.bm25.writer import (
-    _SubIndex,
+from xlir.indexing.channels.base import ChannelWriter
+from xlir.indexing.channels.bm25.analyzers import analyzer_for
+from xlir.indexing.channels.bm25.java import ensure_jvm
+from xlir.indexing.channels.bm25.store import (
+    BATCH_SIZE,
+    LuceneSubIndex,
     bm25_params,
     count_documents,
-    document_contents,
-    lucene_json,
+    loss_message,
     subindex_name,
 )
+from xlir.indexing.channels.files import write_files
+from xlir.indexing.channels.translate.store import UNKNOWN_LANG, langs_files
 from xlir.indexing.documents import Document
-from xlir.indexing.java import ensure_jvm
+from xlir.indexing.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 UNTRANSLATABLE = ("keep", "error")
-#: Documents of unknown language are recorded under this code (and never translated).
-UNKNOWN_LANG = "und"
 
 
 def translate_settings(config: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
@@ -49,10 +49,10 @@ def translate_settings(config: dict[str, Any]) -> tuple[str, str, dict[str, str]
     target = normalize_language(str(config.get("target", "en")))
     engine = str(config.get("engine", "auto"))
     if engine not in ENGINES:
-        raise ValueError(f"unknown translation engine {engine!r}; use one of {', '.join(ENGINES)}")
+        raise ConfigError(f"unknown translation engine {engine!r}; use one of {', '.join(ENGINES)}")
     models = config.get("models") or {}
     if not isinstance(models, dict):
-        raise ValueError(f"translate models must map pairs to checkpoint paths, got {models!r}")
+        raise ConfigError(f"translate models must map pairs to checkpoint paths, got {models!r}")
     return target, engine, {str(k): str(v) for k, v in models.items()}
 
 
@@ -68,7 +68,7 @@ class DocumentTranslator:
         self, target: str, engine: str, models: dict[str, str], untranslatable: str = "keep"
     ) -> None:
         if untranslatable not in UNTRANSLATABLE:
-            raise ValueError(f"untranslatable must be 'keep' or 'error', got {untranslatable!r}")
+            raise ConfigError(f"untranslatable must be 'keep' or 'error', got {untranslatable!r}")
         self.target, self.engine, self.models, self.untranslatable = target, engine, models, untranslatable
         self._translators: dict[str, Any] = {}
         self.translated: dict[str, int] = {}
@@ -122,7 +122,7 @@ class DocumentTranslator:
         return {lang: getattr(t, "engine", type(t).__name__) for lang, t in self._translators.items() if t}
 
 
-class TranslatedWriter:
+class TranslatedWriter(ChannelWriter):
     """Channel writer for the translate channel (see the module docstring).
 
     ``config``: ``target`` (default "en"), ``engine`` (default "auto"), ``models`` (pair -> checkpoint),
@@ -138,14 +138,14 @@ class TranslatedWriter:
         )
         self.batch_size = int(config.get("batch_size", 64))
         if self.batch_size < 1:
-            raise ValueError(f"translate batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"translate batch_size must be >= 1, got {self.batch_size}")
         self.k1, self.b = bm25_params(config)
         threads = int(config.get("threads") or os.cpu_count() or 1)
         ensure_jvm()
         path = self.directory / subindex_name(self.target)
         if path.exists() and any(path.iterdir()):
             raise RuntimeError(f"translate index {path} already exists; build into an empty directory")
-        self._sub = _SubIndex(path, analyzer_for(self.target), threads)
+        self._sub = LuceneSubIndex(path, analyzer_for(self.target), threads)
         self._pending: dict[str, list[Document]] = {}
         self._langs: dict[str, str] = {}
         self._closed = False
@@ -172,19 +172,10 @@ class TranslatedWriter:
             self._index(self.translator.translate(lang, docs))
 
     def _index(self, docs: list[Document], flush: bool = False) -> None:
-        sub = self._sub
         for doc in docs:
-            sub.buffer.append(lucene_json(doc.id, document_contents(sub.analyzer, doc)))
-        if not sub.buffer or (len(sub.buffer) < BM25_BATCH and not flush):
-            return
-        sent = len(sub.buffer)
-        sub.accepted += sub.indexer.object.addRawDocuments(sub.buffer)
-        sub.added += sent
-        sub.buffer = []
-        if sub.accepted != sub.added:
-            raise RuntimeError(
-                f"translate index (analyzer {sub.analyzer!r}) indexed {sub.accepted} of {sub.added} documents"
-            )
+            self._sub.queue(doc)
+        if flush or len(self._sub.buffer) >= BATCH_SIZE:
+            self._sub.flush()
 
     def close(self) -> dict[str, Any]:
         """Translate what is pending, commit, verify the count and return the manifest details."""
@@ -199,8 +190,8 @@ class TranslatedWriter:
             self._sub.indexer.close()
         count = count_documents(self._sub.path)
         if count != self._sub.added:
-            raise RuntimeError(f"translate index holds {count} documents, {self._sub.added} were added")
-        (self.directory / "langs.json").write_text(json.dumps(self._langs), encoding="utf-8")
+            raise RuntimeError(loss_message(self._sub.path.name, self._sub.analyzer, self._sub.added, count))
+        write_files(self.directory, langs_files(self._langs))
         if self.translator.untranslated:
             logger.warning(
                 "translate channel: documents indexed untranslated: %s", self.translator.untranslated
@@ -218,109 +209,3 @@ class TranslatedWriter:
             "translated": dict(sorted(self.translator.translated.items())),
             "untranslated": dict(sorted(self.translator.untranslated.items())),
         }
-
-
-class TranslatedUpdater:
-    """Incremental updates of a built translate channel (the ``ChannelUpdater`` protocol).
-
-    New documents are translated exactly as the writer translated them (same target, engine, models and
-    ``untranslatable`` policy, from the manifest details and channel config) and go through a
-    :class:`xlir.indexing.channels.bm25.writer.BM25Updater` confined to the channel's one target-language Lucene index, so
-    deletions are expunged and scores equal a fresh build's. ``langs.json`` (each id's original
-    language) is rewritten with the batch.
-    """
-
-    def __init__(
-        self, directory: Path | str, details: dict[str, Any], config: dict[str, Any] | None = None
-    ) -> None:
-        from xlir.indexing.channels.bm25.writer import BM25Updater
-        from xlir.indexing.filecommit import recover
-
-        self.directory = Path(directory)
-        recover(self.directory)
-        self.details = dict(details)
-        target, engine, models = translate_settings(self.details)
-        policy = str((config or {}).get("untranslatable", "keep"))
-        self.translator = DocumentTranslator(target, engine, models, policy)
-        self._path = str(self.details.get("path", subindex_name(target)))
-        langs_file = self.directory / "langs.json"
-        if not langs_file.is_file() or not (self.directory / self._path).is_dir():
-            raise FileNotFoundError(
-                f"the translate channel at {self.directory} is incomplete (langs.json or {self._path}/ missing): "
-                "rebuild the index."
-            )
-        self._langs: dict[str, str] = json.loads(langs_file.read_text(encoding="utf-8"))
-        lucene = {
-            "k1": self.details.get("k1"),
-            "b": self.details.get("b"),
-            "subindexes": {
-                target: {
-                    "path": self._path,
-                    "analyzer": self.details.get("analyzer") or analyzer_for(target),
-                    "documents": int(self.details.get("documents", 0)),
-                }
-            },
-        }
-        self._lucene = BM25Updater(self.directory, lucene)
-
-    def delete(self, ids: list[str]) -> None:
-        """Remove these ids (absent ids are ignored)."""
-        self._lucene.delete(ids)
-        for docid in ids:
-            self._langs.pop(docid, None)
-
-    def add(self, docs: list[Document]) -> None:
-        """Translate ``docs`` into the target language (per source language, batched) and index them."""
-        by_lang: dict[str, list[Document]] = {}
-        ready: list[Document] = []
-        for doc in docs:
-            lang = doc.lang or UNKNOWN_LANG
-            self._langs[doc.id] = lang
-            if self.translator.translator(lang) is None:
-                ready.append(self.translator.untouched(doc))
-            else:
-                by_lang.setdefault(lang, []).append(doc)
-        for lang, group in sorted(by_lang.items()):
-            ready.extend(self.translator.translate(lang, group))
-        # Every document goes into the one target-language index, whatever its original language.
-        target = self.translator.target
-        self._lucene.add(
-            [
-                doc
-                if doc.lang == target
-                else Document(id=doc.id, text=doc.text, lang=target, title=doc.title)
-                for doc in ready
-            ]
-        )
-
-    def close(self) -> dict[str, Any]:
-        """Commit the Lucene changes and ``langs.json``; return the new details."""
-        from xlir.indexing.filecommit import commit_files
-
-        lucene = self._lucene.close()
-        (info,) = lucene["subindexes"].values()
-        langs = self._langs
-        commit_files(
-            self.directory,
-            {"langs.json": lambda path: path.write_text(json.dumps(langs), encoding="utf-8")},
-        )
-        self.details["documents"] = int(info["documents"])
-        # Counts of the documents the channel holds now, per original language (deletions included).
-        engines = {**(self.details.get("engines") or {}), **self.translator.engines()}
-        translated: dict[str, int] = {}
-        untranslated: dict[str, int] = {}
-        for lang in langs.values():
-            if lang in engines:
-                translated[lang] = translated.get(lang, 0) + 1
-            elif lang != self.translator.target:
-                untranslated[lang] = untranslated.get(lang, 0) + 1
-        self.details.update(
-            engines=dict(sorted(engines.items())),
-            translated=dict(sorted(translated.items())),
-            untranslated=dict(sorted(untranslated.items())),
-        )
-        return self.details
-
-    def abort(self) -> None:
-        """Discard the batch (nothing was committed)."""
-        self._lucene.abort()

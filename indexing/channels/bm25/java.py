@@ -28,6 +28,8 @@ import re
 import threading
 from pathlib import Path
 
+from xlir.indexing.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 #: Environment variable that overrides the JVM heap limit (a ``-Xmx`` value: ``512m``, ``4g``, ...).
@@ -64,7 +66,7 @@ def _heap_option() -> str:
     if not value:
         return "-XX:MaxRAMPercentage=50"
     if not re.fullmatch(r"\d+[kKmMgG]?", value):
-        raise ValueError(f"{HEAP_ENV}={value!r} is not a Java heap size; use e.g. 512m or 4g")
+        raise ConfigError(f"{HEAP_ENV}={value!r} is not a Java heap size; use e.g. 512m or 4g")
     return f"-Xmx{value}"
 
 
@@ -79,7 +81,7 @@ def _check_running_vm() -> None:
             "a Java VM is already running in this process and cannot load Anserini "
             f"({str(exc).splitlines()[0]}): something imported jnius or pyserini before xlir set the JVM "
             "up, so it started without the Anserini jar or with the system's (too old) Java. A JVM cannot "
-            "be restarted: call xlir.indexing.java.ensure_jvm() before importing jnius or pyserini, in a fresh "
+            "be restarted: call xlir.indexing.channels.bm25.java.ensure_jvm() before importing jnius or pyserini, in a fresh "
             "process."
         ) from exc
     logger.debug("reusing a JVM started elsewhere; Anserini classes are reachable")

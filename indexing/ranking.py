@@ -44,15 +44,28 @@ class Ranking:
         langs: Mapping[str, str | None] | None = None,
     ) -> Ranking:
         """Build a ranking from (docid, score) pairs, sorting by score (ties broken by docid)."""
-        ordered = sorted(scored, key=lambda pair: (-pair[1], pair[0]))
+        langs = langs or {}
+        return cls.from_scored(source, ((docid, score, langs.get(docid)) for docid, score in scored))
+
+    @classmethod
+    def from_scored(
+        cls, source: str, scored: Iterable[tuple[str, float, str | None]], k: int | None = None
+    ) -> Ranking:
+        """Build a ranking from (docid, score, lang) triples: sorted by score (ties broken by docid), the
+        best ``k`` kept (all when None)."""
+        return cls.in_order(source, sorted(scored, key=lambda item: (-item[1], item[0]))[:k])
+
+    @classmethod
+    def in_order(cls, source: str, ranked: Iterable[tuple[str, float, str | None]]) -> Ranking:
+        """Build a ranking from (docid, score, lang) triples already in rank order, best first."""
         hits = tuple(
             Hit(
                 docid=docid,
                 score=float(score),
-                lang=(langs or {}).get(docid),
+                lang=lang,
                 sources={source: ChannelScore(rank=rank, score=float(score))},
             )
-            for rank, (docid, score) in enumerate(ordered, start=1)
+            for rank, (docid, score, lang) in enumerate(ranked, start=1)
         )
         return cls(source=source, hits=hits)
 
