@@ -2,32 +2,51 @@
 
 A typer sub-app (``xlir.eval.cli.app``) that ``xlir`` mounts as ``xlir eval``; it also runs on its own
 (``python -c "from xlir.eval.cli import app; app()" ...``). Results go to stdout (a table, ``--markdown`` or
-``--json``); progress and notices go to stderr.
+``--json``); progress and notices go to stderr. A :class:`xlir.errors.UserError` (a bad option, a missing or
+malformed file) is one line and exit status 2 (:class:`UserErrorsAsMessages`, which ``xlir`` uses too);
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from xlir.errors import UserError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class UserErrorsAsMessages(TyperGroup):
+    """A command group that shows a :class:`UserError` from any of its commands as one line, exit status 2.
+
+    Defined here, the lowest layer with a command line of its own, so that ``xlir eval`` behaves the same
+    run alone as mounted in ``xlir`` (whose root group is this class too).
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
 
 app = typer.Typer(
+    cls=UserErrorsAsMessages,
     help="Evaluate TREC-style: run topics into run files, score, fuse and compare runs, "
     "language-pair grids and multilingual pools.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-console = Console(stderr=True)
-out = Console()
-
-#: Errors a user can cause and fix; shown as one clear line, not a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError)
 
 Measures = Annotated[
     list[str] | None,
@@ -40,11 +59,14 @@ AsMarkdown = Annotated[bool, typer.Option("--markdown", help="Print a markdown t
 Channels = Annotated[
     list[str] | None, typer.Option("--channel", "-c", help="Channel(s), repeatable or comma-separated.")
 ]
-
-
-def _fail(error: BaseException) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
+Hits = Annotated[int, typer.Option("-k", help="Hits per query.")]
+CollectionDir = Annotated[
+    Path, typer.Argument(help="A collection (corpus/, queries/, qrels/) or its name under shared/data.")
+]
+WorkDir = Annotated[
+    Path | None, typer.Option(help="Index cache (default $XLIR_HOME/eval-indexes); indexes are reused.")
+]
+BatchSize = Annotated[int, typer.Option(help="Queries per search call (1: true latency).")]
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -52,19 +74,10 @@ def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
-
-
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(_clean(data), indent=2, ensure_ascii=False))
+    from xlir.eval.trec import json_safe
+
+    typer.echo(json.dumps(json_safe(data), indent=2, ensure_ascii=False))
 
 
 def _work_dir(work_dir: Path | None) -> Path:
@@ -73,16 +86,6 @@ def _work_dir(work_dir: Path | None) -> Path:
     from xlir.eval.grid import index_cache
 
     return index_cache()
-
-
-def _collection(path: Path):  # noqa: ANN202
-    """A collection directory, or the name of one under ``$XLIR_DATA`` / ``shared/data``."""
-    from xlir.eval.collection import Collection
-    from xlir.models.paths import data_root
-
-    if not path.exists() and len(path.parts) == 1 and (data_root() / path.name).is_dir():
-        return Collection(data_root() / path.name)
-    return Collection(path)
 
 
 def _latency_line(latency) -> str:  # noqa: ANN001
@@ -107,7 +110,7 @@ def run(
     lang: Annotated[
         list[str] | None, typer.Option("--lang", "-l", help="Only documents in these languages.")
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 1000,
+    k: Hits = 1000,
     tag: Annotated[str | None, typer.Option(help="Run tag (6th column); default <index>-<channels>.")] = None,
     batch_size: Annotated[
         int, typer.Option(help="Queries per search call; 1 measures true per-query latency.")
@@ -120,16 +123,13 @@ def run(
     from xlir.retrieval.searcher import Searcher
 
     channels = _split(channel) or None
-    try:
-        queries = read_topics(topics)
-        with Searcher(index_dir, channels=channels) as searcher:
-            result = run_topics(
-                searcher, queries, k=k, langs=_split(lang) or None, channels=channels, batch_size=batch_size
-            )
-            run_tag = tag or default_tag(index_dir, searcher.channels)
-        result.write(out_path, run_tag)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    queries = read_topics(topics)
+    with Searcher(index_dir, channels=channels) as searcher:
+        result = run_topics(
+            searcher, queries, k=k, langs=_split(lang) or None, channels=channels, batch_size=batch_size
+        )
+        run_tag = tag or default_tag(index_dir, searcher.channels)
+    result.write(out_path, run_tag)
     latency = result.latency
     hits = sum(len(ranking) for ranking in result.rankings.values())
     if as_json:
@@ -183,13 +183,10 @@ def score(
     from xlir.eval.metrics import DEFAULT_MEASURES, evaluate
     from xlir.eval.trec import read_qrels, read_run, read_topics
 
-    try:
-        ranked = read_run(run_path)
-        judged = read_qrels(qrels)
-        qids = list(read_topics(topics)) if topics is not None else list(ranked)
-        result = evaluate(ranked, restrict_qrels(judged, qids), _split(measure) or DEFAULT_MEASURES)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    ranked = read_run(run_path)
+    judged = read_qrels(qrels)
+    qids = list(read_topics(topics)) if topics is not None else list(ranked)
+    result = evaluate(ranked, restrict_qrels(judged, qids), _split(measure) or DEFAULT_MEASURES)
     if as_json:
         data = result.to_dict()
         if not per_query:
@@ -233,44 +230,26 @@ def fuse(
     tag: Annotated[str | None, typer.Option(help="Run tag of the fused run; default: the method.")] = None,
 ) -> None:
     """Fuse RUNS query by query (RRF, or min-max / z-score normalized weighted sums) into one run file."""
-    from xlir.eval.compare import fuse_runs, system_names
+    from xlir.eval.compare import fuse_runs, parse_weights, system_names
     from xlir.eval.trec import read_run, write_run
 
-    try:
-        loaded = [read_run(path) for path in runs]
-        names = system_names(runs, loaded)
-        weights = _weights(weight)
-        fused = fuse_runs(
-            dict(zip(names, loaded, strict=True)),
-            method,  # type: ignore[arg-type]
-            rrf_k=rrf_k,
-            weights=weights,
-            limit=depth,
-            source=tag or method,
-        )
-        write_run(out_path, fused, tag or method)
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    loaded = [read_run(path) for path in runs]
+    names = system_names(runs, loaded)
+    weights = parse_weights(weight)
+    fused = fuse_runs(
+        dict(zip(names, loaded, strict=True)),
+        method,  # type: ignore[arg-type]
+        rrf_k=rrf_k,
+        weights=weights,
+        limit=depth,
+        source=tag or method,
+    )
+    write_run(out_path, fused, tag or method)
     out.print(
         f"wrote {out_path}: {len(fused):,} queries fused by {method} from {names}",
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _weights(values: list[str] | None) -> dict[str, float] | None:
-    if not values:
-        return None
-    weights: dict[str, float] = {}
-    for value in values:
-        name, sep, number = value.rpartition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            weights[name] = float(number)
-        except ValueError:
-            raise ValueError(f"--weight {value!r} must be NAME=NUMBER, e.g. --weight bm25=0.7") from None
-    return weights
 
 
 # --- compare -----------------------------------------------------------------------------------------
@@ -293,39 +272,26 @@ def compare(
 ) -> None:
     """Compare RUNS on the same judged queries: means per measure, difference to the baseline and paired
     t-test and randomization test p-values."""
-    from xlir.eval.compare import compare_runs, restrict_qrels, system_names
+    from xlir.eval.compare import choose_baseline, compare_runs, restrict_qrels, system_names
     from xlir.eval.metrics import DEFAULT_MEASURES
     from xlir.eval.trec import read_qrels, read_run, read_topics
 
-    try:
-        loaded = [read_run(path) for path in runs]
-        names = system_names(runs, loaded)
-        base_name = names[0]
-        if baseline is not None:
-            by_path = {str(path): name for path, name in zip(runs, names, strict=True)}
-            if baseline in names:
-                base_name = baseline
-            elif baseline in by_path:
-                base_name = by_path[baseline]
-            else:
-                raise ValueError(
-                    f"--baseline {baseline!r} is none of the runs: give one of {names} or its path"
-                )
-        qids: set[str] = set()
-        for run_ in loaded:
-            qids.update(run_)
-        if topics is not None:
-            qids = set(read_topics(topics))
-        judged = restrict_qrels(read_qrels(qrels), qids)
-        comparison = compare_runs(
-            dict(zip(names, loaded, strict=True)),
-            judged,
-            _split(measure) or DEFAULT_MEASURES,
-            baseline=base_name,
-            trials=trials,
-        )
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    loaded = [read_run(path) for path in runs]
+    names = system_names(runs, loaded)
+    base_name = choose_baseline(baseline, runs, names)
+    qids: set[str] = set()
+    for run_ in loaded:
+        qids.update(run_)
+    if topics is not None:
+        qids = set(read_topics(topics))
+    judged = restrict_qrels(read_qrels(qrels), qids)
+    comparison = compare_runs(
+        dict(zip(names, loaded, strict=True)),
+        judged,
+        _split(measure) or DEFAULT_MEASURES,
+        baseline=base_name,
+        trials=trials,
+    )
     if as_json:
         _print_json(comparison.to_dict())
     elif markdown:
@@ -349,61 +315,52 @@ def compare(
 
 @app.command("grid")
 def grid(
-    collection_dir: Annotated[
-        Path, typer.Argument(help="A collection (corpus/, queries/, qrels/) or its name under shared/data.")
-    ],
+    collection_dir: CollectionDir,
     queries: Annotated[list[str], typer.Option("--queries", help="Query languages, e.g. en,de,zh.")],
     docs: Annotated[list[str], typer.Option("--docs", help="Document languages, e.g. en,de.")],
     channel: Channels = None,
     measure: Annotated[str, typer.Option("--measure", "-m", help="The measure per cell.")] = "nDCG@10",
-    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 100,
-    work_dir: Annotated[
-        Path | None, typer.Option(help="Index cache (default $XLIR_HOME/eval-indexes); indexes are reused.")
-    ] = None,
+    k: Hits = 100,
+    work_dir: WorkDir = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Write each cell's run file and grid.json / grid.md here.")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the heat map PNG here.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Queries per search call (1: true latency).")] = 1,
+    batch_size: BatchSize = 1,
     as_json: AsJson = False,
     markdown: AsMarkdown = False,
 ) -> None:
     """Queries in each X against documents in each Y: MEASURE per (X, Y), latency, and a heat map."""
+    from xlir.eval.collection import Collection
+    from xlir.eval.errors import EvalError
     from xlir.eval.grid import language_grid
     from xlir.eval.plots import heatmap
 
     channels = _split(channel) or ["bm25"]
-    try:
-        if plot is not None and plot.suffix.lower() != ".png":
-            raise ValueError(f"--plot writes a PNG; give a path ending in .png, not {plot.name!r}")
-        collection = _collection(collection_dir)
-        with console.status(f"grid over {collection.name}"):
-            result = language_grid(
-                collection,
-                _split(queries),
-                _split(docs),
-                channels=channels,
-                cache_dir=_work_dir(work_dir),
-                measure=measure,
-                k=k,
-                batch_size=batch_size,
-            )
-        if out_dir is not None:
-            for (q, d), cell in result.cells.items():
-                cell.run.write(out_dir / f"{collection.name}.{q}-{d}.{'+'.join(channels)}.trec", f"{q}-{d}")
-            (out_dir / "grid.json").parent.mkdir(parents=True, exist_ok=True)
-            (out_dir / "grid.json").write_text(json.dumps(_clean(result.to_dict()), indent=2) + "\n")
-            (out_dir / "grid.md").write_text(result.to_markdown())
-        if plot is not None:
-            heatmap(
-                result.matrix(),
-                result.query_langs,
-                result.doc_langs,
-                plot,
-                title=f"{collection.name} {measure} ({'+'.join(channels)})",
-            )
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise EvalError(f"--plot writes a PNG; give a path ending in .png, not {plot.name!r}")
+    collection = Collection.at(collection_dir)
+    with console.status(f"grid over {collection.name}"):
+        result = language_grid(
+            collection,
+            _split(queries),
+            _split(docs),
+            channels=channels,
+            cache_dir=_work_dir(work_dir),
+            measure=measure,
+            k=k,
+            batch_size=batch_size,
+        )
+    if out_dir is not None:
+        result.write(out_dir, "grid")
+    if plot is not None:
+        heatmap(
+            result.matrix(),
+            result.query_langs,
+            result.doc_langs,
+            plot,
+            title=f"{collection.name} {measure} ({'+'.join(channels)})",
+        )
     if as_json:
         _print_json(result.to_dict())
         return
@@ -432,9 +389,7 @@ def grid(
 
 @app.command("pool")
 def pool(
-    collection_dir: Annotated[
-        Path, typer.Argument(help="A collection (corpus/, queries/, qrels/) or its name under shared/data.")
-    ],
+    collection_dir: CollectionDir,
     channel: Channels = None,
     langs: Annotated[
         list[str] | None, typer.Option("--langs", help="Document languages in the pool (default: all).")
@@ -443,14 +398,12 @@ def pool(
         list[str] | None, typer.Option("--queries", help="Query languages (default: all with judgments).")
     ] = None,
     measure: Annotated[str, typer.Option("--measure", "-m", help="The effectiveness measure.")] = "nDCG@10",
-    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 100,
-    work_dir: Annotated[
-        Path | None, typer.Option(help="Index cache (default $XLIR_HOME/eval-indexes); indexes are reused.")
-    ] = None,
+    k: Hits = 100,
+    work_dir: WorkDir = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Write each query language's run file and pool.json / pool.md here.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Queries per search call (1: true latency).")] = 1,
+    batch_size: BatchSize = 1,
     as_json: AsJson = False,
     markdown: AsMarkdown = False,
 ) -> None:
@@ -460,32 +413,24 @@ def pool(
     documents; bias = their difference divided by the room it had, in [-1, 1] (0 = as among the relevant
     documents, 1 = the top 10 is all in the query's language).
     """
+    from xlir.eval.collection import Collection
     from xlir.eval.grid import BIAS_LEGEND, multilingual_pool
 
     channels = _split(channel) or ["bm25"]
-    try:
-        collection = _collection(collection_dir)
-        with console.status(f"pool over {collection.name}"):
-            report = multilingual_pool(
-                collection,
-                _split(langs) or None,
-                _split(queries) or None,
-                channels=channels,
-                cache_dir=_work_dir(work_dir),
-                measure=measure,
-                k=k,
-                batch_size=batch_size,
-            )
-        if out_dir is not None:
-            for row in report.rows:
-                row.run.write(
-                    out_dir / f"{collection.name}.{row.query_lang}-pool.{'+'.join(channels)}.trec",
-                    f"{row.query_lang}-pool",
-                )
-            (out_dir / "pool.json").write_text(json.dumps(_clean(report.to_dict()), indent=2) + "\n")
-            (out_dir / "pool.md").write_text(report.to_markdown())
-    except USER_ERRORS as error:
-        raise _fail(error) from None
+    collection = Collection.at(collection_dir)
+    with console.status(f"pool over {collection.name}"):
+        report = multilingual_pool(
+            collection,
+            _split(langs) or None,
+            _split(queries) or None,
+            channels=channels,
+            cache_dir=_work_dir(work_dir),
+            measure=measure,
+            k=k,
+            batch_size=batch_size,
+        )
+    if out_dir is not None:
+        report.write(out_dir, "pool")
     if as_json:
         _print_json(report.to_dict())
         return

@@ -15,10 +15,11 @@ sentences). :meth:`Collection.pair` resolves both: ``pair("fra", "eng")`` on Tat
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from xlir.errors import UserError
+from xlir.eval.errors import EvalError
 from xlir.eval.trec import Qrels, Topics, read_qrels, read_topics
 from xlir.models.paths import data_root as shared_data_root
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 _FOR = "-for-"
 
 
-class CollectionError(UserError, ValueError):
+class CollectionError(EvalError):
     """A collection is missing, malformed, or has no such language/pair; the message says what exists."""
 
 
@@ -65,6 +66,15 @@ class Collection:
             known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
             raise CollectionError(f"no collection {name!r} under {root} (available: {known})")
         return cls(root / name)
+
+    @classmethod
+    def at(cls, path: str | Path) -> Collection:
+        """The collection directory ``path``, or, when no such path exists, the one of that name under the
+        data root (``xquad`` for ``$XLIR_DATA/xquad``)."""
+        path = Path(path)
+        if not path.exists() and len(path.parts) == 1 and (shared_data_root() / path.name).is_dir():
+            return cls(shared_data_root() / path.name)
+        return cls(path)
 
     @property
     def name(self) -> str:
@@ -150,14 +160,8 @@ class Collection:
     def pool(self) -> Pool:
         """Every corpus file, judged by the union of every qrels file."""
         union: Qrels = {}
-        for name in self.corpus_names():
-            path = self.root / "qrels" / f"{name}.txt"
-            if not path.is_file():
-                logger.warning(
-                    "%s: corpus %r has no qrels file; its documents are all unjudged", self.name, name
-                )
-                continue
-            for qid, docs in read_qrels(path).items():
+        for path, qrels in self.corpus_qrels(self.corpus_names()):
+            for qid, docs in qrels.items():
                 target = union.setdefault(qid, {})
                 for docid, rel in docs.items():
                     if target.get(docid, rel) != rel:
@@ -168,6 +172,17 @@ class Collection:
                     target[docid] = rel
         paths = tuple(self.root / "corpus" / f"{name}.jsonl" for name in self.corpus_names())
         return Pool(corpus_paths=paths, qrels=union)
+
+    def corpus_qrels(self, names: Iterable[str]) -> Iterator[tuple[Path, Qrels]]:
+        """Each named corpus's qrels file and judgments; a corpus without one is skipped with a warning."""
+        for name in names:
+            path = self.root / "qrels" / f"{name}.txt"
+            if not path.is_file():
+                logger.warning(
+                    "%s: corpus %r has no qrels file; its documents are all unjudged", self.name, name
+                )
+                continue
+            yield path, read_qrels(path)
 
     # --- internals ------------------------------------------------------------------------------------
 

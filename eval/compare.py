@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from xlir.eval.errors import EvalError
 from xlir.eval.metrics import DEFAULT_MEASURES, EvalResult, evaluate, paired_ttest, randomization_test
 from xlir.eval.trec import Qrels, Run
 from xlir.indexing.ranking import Ranking
@@ -35,7 +36,7 @@ def restrict_qrels(qrels: Qrels, qids: Collection[str]) -> Qrels:
     restricted = {qid: docs for qid, docs in qrels.items() if qid in wanted}
     if not restricted:
         example = next(iter(wanted), None)
-        raise ValueError(
+        raise EvalError(
             f"none of the {len(wanted)} queries (e.g. {example!r}) is judged in the qrels "
             f"({len(qrels)} judged queries, e.g. {next(iter(qrels), None)!r}); check that the run and "
             "the qrels belong to the same topics"
@@ -79,30 +80,61 @@ def fuse_runs(
     is ``source`` (default: the method name).
     """
     if method not in FUSION_METHODS:
-        raise ValueError(f"unknown fusion method {method!r}; use one of {list(FUSION_METHODS)}")
+        raise EvalError(f"unknown fusion method {method!r}; use one of {list(FUSION_METHODS)}")
     if len(runs) < 2:
-        raise ValueError(f"fusion needs at least 2 runs, got {len(runs)}")
+        raise EvalError(f"fusion needs at least 2 runs, got {len(runs)}")
     if weights and method == "rrf":
-        raise ValueError("weights apply to --method minmax or zscore; rrf weighs every run equally")
+        raise EvalError("weights apply to --method minmax or zscore; rrf weighs every run equally")
     unknown = sorted(set(weights or {}) - set(runs))
     if unknown:
-        raise ValueError(f"weights name unknown run(s) {unknown}; the runs are {list(runs)}")
+        raise EvalError(f"weights name unknown run(s) {unknown}; the runs are {list(runs)}")
     source = source or method
     qids: dict[str, None] = {}
     for run in runs.values():
         qids.update(dict.fromkeys(run))
     fused: Run = {}
-    for qid in qids:
-        inputs = [dataclasses.replace(run[qid], source=name) for name, run in runs.items() if qid in run]
-        if method == "rrf":
-            fused[qid] = rrf(inputs, k=rrf_k, source=source, limit=limit)
-        else:
+    try:
+        for qid in qids:
+            inputs = [dataclasses.replace(run[qid], source=name) for name, run in runs.items() if qid in run]
+            if method == "rrf":
+                fused[qid] = rrf(inputs, k=rrf_k, source=source, limit=limit)
+                continue
             used = {ranking.source: float((weights or {}).get(ranking.source, 1.0)) for ranking in inputs}
             if not any(used.values()):
                 fused[qid] = Ranking(source=source)
                 continue
             fused[qid] = normalized_fusion(inputs, weights=used, method=method, source=source, limit=limit)
+    except ValueError as exc:  # fusion's checks of what it was given: rrf_k, limit, weights, the runs' scores
+        raise EvalError(str(exc)) from exc
     return fused
+
+
+def parse_weights(values: Sequence[str] | None) -> dict[str, float] | None:
+    """``["bm25=0.7", "dense=0.3"]`` (``--weight NAME=NUMBER``) as ``{name: weight}``; None when none given."""
+    if not values:
+        return None
+    weights: dict[str, float] = {}
+    for value in values:
+        name, sep, number = value.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            weights[name] = float(number)
+        except ValueError:
+            raise EvalError(f"--weight {value!r} must be NAME=NUMBER, e.g. --weight bm25=0.7") from None
+    return weights
+
+
+def choose_baseline(baseline: str | None, paths: Sequence[str | Path], names: Sequence[str]) -> str:
+    """The name of the baseline run: ``baseline`` as a run's name or as its path; the first run by default."""
+    if baseline is None:
+        return names[0]
+    if baseline in names:
+        return baseline
+    by_path = {str(path): name for path, name in zip(paths, names, strict=True)}
+    if baseline in by_path:
+        return by_path[baseline]
+    raise EvalError(f"--baseline {baseline!r} is none of the runs: give one of {names} or its path")
 
 
 @dataclass(frozen=True)
@@ -209,11 +241,11 @@ def compare_runs(
     scored for every system (a query a system has no hits for counts 0), which keeps the tests paired.
     """
     if not runs:
-        raise ValueError("give at least one run to compare")
+        raise EvalError("give at least one run to compare")
     names = list(runs)
     baseline = baseline if baseline is not None else names[0]
     if baseline not in runs:
-        raise ValueError(f"baseline {baseline!r} is not one of the runs {names}")
+        raise EvalError(f"baseline {baseline!r} is not one of the runs {names}")
     results = {name: evaluate(run, qrels, measures) for name, run in runs.items()}
     base = results[baseline]
     systems = []

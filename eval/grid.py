@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlir.eval.collection import Collection, CollectionError
+from xlir.eval.errors import EvalError, EvalFileNotFoundError
 from xlir.eval.metrics import EvalResult, evaluate
 from xlir.eval.runner import LatencyStats, RunResult, run_topics
-from xlir.eval.trec import Qrels, read_qrels
+from xlir.eval.trec import Qrels, json_safe
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.ranking import Ranking
 from xlir.models.languages import normalize_language
@@ -79,7 +80,7 @@ def cached_index(
     paths = [(collection.root / "corpus" / f"{corpus}.jsonl").resolve() for corpus in corpus_names]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"corpus file(s) {missing} do not exist; check the collection")
+        raise EvalFileNotFoundError(f"corpus file(s) {missing} do not exist; check the collection")
     key_source = {
         "corpus": [[str(path), path.stat().st_size, path.stat().st_mtime_ns] for path in paths],
         "config": config.to_dict(),
@@ -95,29 +96,69 @@ def cached_index(
     return target
 
 
-# --- language-pair grid --------------------------------------------------------------------------------
+# --- what a grid cell and a pool row share ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class GridCell:
-    """One (query language, document language) pair: its score, query count and latency."""
+class Measured:
+    """One query language's run and its ``measure``: the mean, the judged queries, the latency."""
 
     query_lang: str
-    doc_lang: str
     score: float
     num_queries: int
     latency: LatencyStats
     result: EvalResult = field(repr=False)
     run: RunResult = field(repr=False)
 
+    @classmethod
+    def of(cls, query_lang: str, run: RunResult, qrels: Qrels, measure: str, **more: object) -> Measured:
+        """``run`` scored on ``measure`` against ``qrels``; ``more``: the subclass's own fields."""
+        result = evaluate(run.rankings, qrels, [measure])
+        return cls(query_lang, result[measure], result.num_queries, run.latency, result, run, **more)
+
 
 @dataclass(frozen=True)
-class Grid:
-    """``measure`` for queries in each of ``query_langs`` against documents in each of ``doc_langs``."""
+class Report:
+    """What a grid and a pool report share: the collection, the measure, the channels; written as run files
+    (one per cell or row), ``<stem>.json`` and ``<stem>.md``."""
 
     collection: str
     measure: str
     channels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"collection": self.collection, "measure": self.measure, "channels": list(self.channels)}
+
+    def to_markdown(self) -> str:
+        raise NotImplementedError
+
+    def runs(self) -> dict[str, RunResult]:
+        """Each cell's or row's run by its tag."""
+        raise NotImplementedError
+
+    def write(self, out_dir: Path, stem: str) -> None:
+        """Write every run (``<collection>.<tag>.<channels>.trec``), ``<stem>.json`` and ``<stem>.md``."""
+        for tag, run in self.runs().items():
+            run.write(out_dir / f"{self.collection}.{tag}.{'+'.join(self.channels)}.trec", tag)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{stem}.json").write_text(json.dumps(json_safe(self.to_dict()), indent=2) + "\n")
+        (out_dir / f"{stem}.md").write_text(self.to_markdown())
+
+
+# --- language-pair grid --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridCell(Measured):
+    """One (query language, document language) pair: its score, query count and latency."""
+
+    doc_lang: str
+
+
+@dataclass(frozen=True)
+class Grid(Report):
+    """``measure`` for queries in each of ``query_langs`` against documents in each of ``doc_langs``."""
+
     query_langs: tuple[str, ...]
     doc_langs: tuple[str, ...]
     cells: dict[tuple[str, str], GridCell]
@@ -129,11 +170,12 @@ class Grid:
         """Rows = query languages, columns = document languages."""
         return [[self.value(q, d) for d in self.doc_langs] for q in self.query_langs]
 
+    def runs(self) -> dict[str, RunResult]:
+        return {f"{q}-{d}": cell.run for (q, d), cell in self.cells.items()}
+
     def to_dict(self) -> dict[str, object]:
         return {
-            "collection": self.collection,
-            "measure": self.measure,
-            "channels": list(self.channels),
+            **super().to_dict(),
             "query_langs": list(self.query_langs),
             "doc_langs": list(self.doc_langs),
             "cells": [
@@ -198,9 +240,8 @@ def language_grid(
                 run = run_topics(
                     searchers[index], topics, k=k, channels=list(channels), batch_size=batch_size
                 )
-                result = evaluate(run.rankings, qrels, [measure])
-                cells[(query_lang, doc_lang)] = GridCell(
-                    query_lang, doc_lang, result[measure], result.num_queries, run.latency, result, run
+                cells[(query_lang, doc_lang)] = GridCell.of(
+                    query_lang, run, qrels, measure, doc_lang=doc_lang
                 )
     finally:
         for searcher in searchers.values():
@@ -291,34 +332,26 @@ def language_bias(
 
 
 @dataclass(frozen=True)
-class PoolRow:
-    """One query language against the pool."""
+class PoolRow(Measured):
+    """One query language against the pool, with its language bias."""
 
-    query_lang: str
-    score: float
-    num_queries: int
     bias: LanguageBias
-    latency: LatencyStats
-    result: EvalResult = field(repr=False)
-    run: RunResult = field(repr=False)
 
 
 @dataclass(frozen=True)
-class PoolReport:
+class PoolReport(Report):
     """Every chosen query language against one index of every chosen corpus."""
 
-    collection: str
-    measure: str
-    channels: tuple[str, ...]
     corpora: tuple[str, ...]
     documents: dict[str, int]
     rows: tuple[PoolRow, ...]
 
+    def runs(self) -> dict[str, RunResult]:
+        return {f"{row.query_lang}-pool": row.run for row in self.rows}
+
     def to_dict(self) -> dict[str, object]:
         return {
-            "collection": self.collection,
-            "measure": self.measure,
-            "channels": list(self.channels),
+            **super().to_dict(),
             "corpora": list(self.corpora),
             "documents": dict(self.documents),
             "rows": [
@@ -394,14 +427,8 @@ def multilingual_pool(
     """
     corpora = pool_corpora(collection, langs)
     qrels: Qrels = {}
-    for name in corpora:
-        path = collection.root / "qrels" / f"{name}.txt"
-        if not path.is_file():
-            logger.warning(
-                "%s: corpus %r has no qrels file; its documents are all unjudged", collection.name, name
-            )
-            continue
-        for qid, docs in read_qrels(path).items():
+    for _, judgments in collection.corpus_qrels(corpora):
+        for qid, docs in judgments.items():
             qrels.setdefault(qid, {}).update(docs)
     if query_langs:
         chosen = _unique(query_langs, "query")
@@ -426,12 +453,9 @@ def multilingual_pool(
                     "query languages or corpora"
                 )
             run = run_topics(searcher, topics, k=k, channels=list(channels), batch_size=batch_size)
-            result = evaluate(run.rankings, judged, [measure])
             doc_langs = _languages_of(searcher, run.rankings, judged, depth)
             bias = language_bias(run.rankings, judged, query_lang, doc_langs, depth)
-            rows.append(
-                PoolRow(query_lang, result[measure], result.num_queries, bias, run.latency, result, run)
-            )
+            rows.append(PoolRow.of(query_lang, run, judged, measure, bias=bias))
     return PoolReport(collection.name, measure, tuple(channels), tuple(corpora), documents, tuple(rows))
 
 
@@ -459,16 +483,16 @@ def _unique(langs: Sequence[str], what: str) -> list[str]:
         langs = [langs]
     chosen = [lang.strip() for lang in langs if lang and lang.strip()]
     if not chosen:
-        raise ValueError(f"no {what} languages given; name at least one (e.g. en,de)")
+        raise EvalError(f"no {what} languages given; name at least one (e.g. en,de)")
     return list(dict.fromkeys(chosen))
 
 
 def _config(config: IndexConfig | None, channels: Sequence[str]) -> IndexConfig:
     if not channels:
-        raise ValueError("no channels given; name at least one (e.g. bm25)")
+        raise EvalError("no channels given; name at least one (e.g. bm25)")
     if config is None:
         return IndexConfig(channels=tuple(channels))
     lacking = [channel for channel in channels if channel not in config.channels]
     if lacking:
-        raise ValueError(f"channels {lacking} are not in the index config's channels {list(config.channels)}")
+        raise EvalError(f"channels {lacking} are not in the index config's channels {list(config.channels)}")
     return config

@@ -19,6 +19,7 @@ import ir_measures
 import numpy as np
 from scipy import stats
 
+from xlir.eval.errors import EvalError
 from xlir.indexing.ranking import Ranking
 
 logger = logging.getLogger(__name__)
@@ -76,15 +77,15 @@ def parse_measures(measures: Iterable[str]) -> dict[str, ir_measures.Measure]:
     parsed: dict[str, ir_measures.Measure] = {}
     for name in measures:
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"measure names are strings such as {_EXAMPLES}; got {name!r}")
+            raise EvalError(f"measure names are strings such as {_EXAMPLES}; got {name!r}")
         try:
             parsed[name] = ir_measures.parse_measure(name.strip())
         except Exception as exc:  # ir_measures raises NameError, ValueError, TypeError...
-            raise ValueError(
+            raise EvalError(
                 f"unknown or malformed measure {name!r} ({exc}); ir_measures names look like {_EXAMPLES}"
             ) from None
     if not parsed:
-        raise ValueError(f"no measures given; e.g. {_EXAMPLES}")
+        raise EvalError(f"no measures given; e.g. {_EXAMPLES}")
     return parsed
 
 
@@ -102,7 +103,7 @@ def evaluate(
     """
     parsed = parse_measures(measures)
     if not qrels:
-        raise ValueError(
+        raise EvalError(
             "the qrels are empty: there is nothing to evaluate against; check the qrels file/filter"
         )
     run_dict: dict[str, dict[str, float]] = {}
@@ -166,7 +167,7 @@ def paired_ttest(a_per_query: PerQuery, b_per_query: PerQuery) -> float:
     if not np.any(diff):
         return 1.0
     if len(diff) < 2:
-        raise ValueError("a paired t-test needs at least 2 queries")
+        raise EvalError("a paired t-test needs at least 2 queries")
     if np.all(diff == diff[0]):
         return 0.0  # a constant non-zero difference: zero variance, the difference is certain
     return float(stats.ttest_rel(a, b).pvalue)
@@ -181,7 +182,7 @@ def randomization_test(
     ``(1 + #trials with |mean| >= |observed mean|) / (1 + trials)``. Deterministic for a given ``seed``.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0:
-        raise ValueError(f"trials must be a positive integer (10000 is usual), got {trials!r}")
+        raise EvalError(f"trials must be a positive integer (10000 is usual), got {trials!r}")
     a, b = _paired(a_per_query, b_per_query)
     diff = a - b
     observed = abs(diff.mean())

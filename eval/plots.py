@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from xlir.eval.errors import EvalError
+
 
 def heatmap(
     values: Sequence[Sequence[float]],
@@ -31,7 +33,7 @@ def heatmap(
 
     rows = [list(map(float, row)) for row in values]
     if not rows or not rows[0]:
-        raise ValueError("the heat map has no cells; give at least one row and one column")
+        raise EvalError("the heat map has no cells; give at least one row and one column")
     if len(rows) != len(row_labels) or any(len(row) != len(col_labels) for row in rows):
         raise ValueError(
             f"heat map shape mismatch: {len(rows)} rows x {[len(row) for row in rows]} columns for "
@@ -39,7 +41,7 @@ def heatmap(
         )
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"the heat map is written as PNG; give a path ending in .png, not {path.name!r}")
+        raise EvalError(f"the heat map is written as PNG; give a path ending in .png, not {path.name!r}")
     width = max(3.5, 1.0 + 0.7 * len(col_labels))
     height = max(2.8, 1.0 + 0.55 * len(row_labels))
     figure = Figure(figsize=(width, height), layout="constrained")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlir.eval.errors import EvalError
 from xlir.eval.trec import write_run
 from xlir.indexing.ranking import Ranking
 from xlir.retrieval.searcher import Searcher
@@ -113,11 +114,11 @@ def run_topics(
     possibly empty (listed in ``RunResult.empty``; it scores 0 when evaluated with ``fill_missing``).
     """
     if not topics:
-        raise ValueError("there are no topics to run; check the topics file (qid<TAB>text, one a line)")
+        raise EvalError("there are no topics to run; check the topics file (qid<TAB>text, one a line)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer (1 = one query a call), got {batch_size!r}")
+        raise EvalError(f"batch_size must be a positive integer (1 = one query a call), got {batch_size!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k (hits per query) must be a positive integer, got {k!r}")
+        raise EvalError(f"k (hits per query) must be a positive integer, got {k!r}")
     qids = list(topics)
     rankings: dict[str, Ranking] = {}
     latencies: dict[str, float] = {}

@@ -20,8 +20,9 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from xlir.errors import UserError
+from xlir.eval.errors import EvalError, EvalFileNotFoundError
 from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _TEXT_KEYS = ("text", "query", "title")
 _BEIR_HEADER = ("query-id", "corpus-id", "score")
 
 
-class TrecFormatError(UserError, ValueError):
+class TrecFormatError(EvalError):
     """A malformed topics, qrels or run file: ``where`` is ``file:line`` (or the file)."""
 
     def __init__(self, where: str, problem: str, hint: str) -> None:
@@ -126,7 +127,7 @@ def write_run(path: str | Path, rankings: Mapping[str, Ranking], tag: str) -> Pa
     do not increase down the list (every Ranking built by this project satisfies this). Returns ``path``.
     """
     if not tag or any(ch.isspace() for ch in tag):
-        raise ValueError(f"run tag {tag!r} must be a non-empty word without spaces (it is the 6th column)")
+        raise EvalError(f"run tag {tag!r} must be a non-empty word without spaces (it is the 6th column)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
@@ -205,13 +206,24 @@ def read_run(path: str | Path) -> Run:
     return run
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` ready for strict JSON (the reports written beside run files): NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 # --- helpers -----------------------------------------------------------------------------------------
 
 
 def _existing(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist (or is not a file); check the path")
+        raise EvalFileNotFoundError(f"{what} file {path} does not exist (or is not a file); check the path")
     return path
 
 
@@ -243,7 +255,7 @@ def _show(line: str, width: int = 60) -> str:
 
 def _check_token(value: str, what: str) -> None:
     if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
-        raise ValueError(
+        raise EvalError(
             f"{what} {value!r} cannot go in a TREC file: it must be a non-empty string without spaces"
         )
 

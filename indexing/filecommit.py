@@ -7,6 +7,9 @@ the files) is written there atomically - the commit point - and only then is eac
 over its old version with ``os.replace``. :func:`recover`, run whenever an updater opens the directory,
 finishes the moves of a committed staging folder (roll forward) and discards an uncommitted one (roll
 back). Each move is itself atomic, and a move already done is skipped, so recovery is idempotent.
+
+:func:`atomic_write_text` (one file replaced atomically and durably: the marker here, the update
+journal and the manifest in :mod:`xlir.indexing.updater`) and :func:`fsync` are the two primitives.
 """
 
 from __future__ import annotations
@@ -38,13 +41,8 @@ def commit_files(directory: Path, writers: Mapping[str, Callable[[Path], None]])
     for name, write in writers.items():
         path = stage / name
         write(path)
-        _fsync_file(path)
-    marker = stage / MARKER
-    tmp = stage / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(list(writers)), encoding="utf-8")
-    _fsync_file(tmp)
-    os.replace(tmp, marker)
-    _fsync_dir(stage)
+        fsync(path)
+    atomic_write_text(stage / MARKER, json.dumps(list(writers)))
     _finish(directory)
 
 
@@ -68,21 +66,29 @@ def _finish(directory: Path) -> None:
         staged = stage / name
         if staged.exists():
             os.replace(staged, directory / name)
-    _fsync_dir(directory)
+    fsync(directory)
     shutil.rmtree(stage)
-    _fsync_dir(directory)
+    fsync(directory)
 
 
-def _fsync_file(path: Path) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves either the old or the new file, fsynced.
+
+    The text goes to ``.<name>.tmp`` beside ``path``, is fsynced and renamed over ``path``; then the
+    directory is fsynced, so that the rename itself is durable.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync(path.parent)
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's content, or a directory's entries (renames, removals), to disk."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

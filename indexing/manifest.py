@@ -57,9 +57,13 @@ class Manifest:
     libraries: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
 
+    def to_json(self) -> str:
+        """The text of ``manifest.json``: indented JSON, non-ASCII characters kept, a final newline."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
     def write(self, directory: Path) -> Path:
         path = directory / MANIFEST_NAME
-        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(self.to_json(), encoding="utf-8")
         return path
 
     @classmethod

@@ -33,7 +33,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +46,7 @@ from xlir.indexing.channels.base import UpdateNotSupportedError, open_updater, u
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import Document
+from xlir.indexing.filecommit import atomic_write_text, fsync
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class IndexUpdater:
         directory.mkdir(exist_ok=True)
         sequence = max((int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()), default=0) + 1
         path = directory / f"{sequence:012d}.json"
-        _atomic_write(path, json.dumps(entry, ensure_ascii=False))
+        atomic_write_text(path, json.dumps(entry, ensure_ascii=False))
         return path
 
     def _apply(self, entry: dict[str, Any]) -> UpdateReport:
@@ -234,10 +234,7 @@ class IndexUpdater:
         self.manifest.channels = channels
         self.manifest.languages = languages
         self.manifest.documents = count
-        _atomic_write(
-            self.index_dir / MANIFEST_NAME,
-            json.dumps(asdict(self.manifest), indent=2, ensure_ascii=False) + "\n",
-        )
+        atomic_write_text(self.index_dir / MANIFEST_NAME, self.manifest.to_json())
         if op == "upsert":
             return UpdateReport(
                 "upsert",
@@ -274,25 +271,6 @@ def _doc_from_json(data: dict[str, Any]) -> Document:
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves either the old or the new file, fsynced."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync(path.parent)

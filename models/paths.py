@@ -5,7 +5,8 @@
 - ``data_root()``: ``$XLIR_DATA``, else ``shared/data`` beside the repository checkout: the shared
   collections (XQuAD, Tatoeba, ``train/``).
 - ``shipped(...)``: artifacts that ship inside the ``xlir`` package (trained heads, rerankers, the
-  sample corpus), found through ``importlib.resources`` so they resolve in an installed wheel too.
+  sample corpus), found through ``importlib.resources`` so they resolve in an installed wheel too;
+  ``shipped_or_path(...)`` / ``shipped_names(...)``: a shipped artifact folder by name, or a user's folder.
 """
 
 from __future__ import annotations
@@ -49,3 +50,17 @@ def shared_data_dir() -> Path | None:
 def shipped(*parts: str) -> Path:
     """A path inside the artifacts shipped with xlir (``xlir/data/<parts>``)."""
     return Path(str(resources.files("xlir").joinpath("data", *parts)))
+
+
+def shipped_or_path(name: str, shipped_dir: Path, marker: str) -> Path:
+    """The folder ``name`` names: ``shipped_dir/name`` where that holds ``marker`` (a shipped artifact),
+    else ``name`` as a path (``~`` expanded; whether it holds ``marker`` is the caller's to check)."""
+    bundled = shipped_dir / name
+    return bundled if (bundled / marker).is_file() else Path(name).expanduser()
+
+
+def shipped_names(shipped_dir: Path, marker: str) -> list[str]:
+    """Names of the folders in ``shipped_dir`` that hold ``marker`` (sorted; none if it is missing)."""
+    if not shipped_dir.is_dir():
+        return []
+    return sorted(p.name for p in shipped_dir.iterdir() if (p / marker).is_file())

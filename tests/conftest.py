@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
+
+from xlir.indexing.documents import Document
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -38,3 +41,55 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+_SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
+
+
+def nonsense_texts(n: int, *, seed: int, words: int = 600, length: tuple[int, int] = (8, 16)) -> list[str]:
+    """``n`` texts of made-up words (a vocabulary from ``words`` draws of 2-3 syllables), each ``length`` words
+    long (inclusive range); the same texts for the same arguments."""
+    rng = random.Random(seed)
+    vocabulary = sorted(
+        {"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(words)}
+    )
+    return [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(*length))) for _ in range(n)]
+
+
+def documents_in(texts: list[str], langs: tuple[str, ...] = ("en", "de", "fr")) -> list[Document]:
+    """One document per text, ids ``d000``, ``d001``..., languages taking turns."""
+    return [Document(id=f"d{i:03d}", text=t, lang=langs[i % len(langs)]) for i, t in enumerate(texts)]
+
+
+def save_tiny_splade(folder: Path, texts: list[str], vocab_size: int, pair: str | None = None) -> Path:
+    """A real BertForMaskedLM (1 layer, 32 wide, random weights from seed 0) with a WordPiece tokenizer of
+    ``vocab_size`` trained on ``texts`` (``pair``: its template for two sequences), saved in ``folder``."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+    )
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair=pair,
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+    )
+    fast = transformers.BertTokenizerFast(tokenizer_object=tokenizer, model_max_length=64)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    transformers.BertForMaskedLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import documents_in, nonsense_texts, save_tiny_splade
 from test_dense import _tiny_model
 
 from xlir.indexing import filecommit
@@ -32,18 +32,9 @@ from xlir.indexing.updater import IndexUpdater
 from xlir.models.encoders.dense import SentenceTransformerEncoder
 from xlir.retrieval.searcher import Searcher
 
-_SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
-
-
-def _texts(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    words = sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(600)})
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(8, 16))) for _ in range(n)]
-
-
-TEXTS = _texts(760, seed=11)
+TEXTS = nonsense_texts(760, seed=11)
 LANGS = ("en", "de", "fr")
-DOCS = [Document(id=f"d{i:03d}", text=t, lang=LANGS[i % 3]) for i, t in enumerate(TEXTS[:700])]
+DOCS = documents_in(TEXTS[:700], LANGS)
 BASE = DOCS[:60]
 #: new documents: four in Italian (a language no index has), the others in English and German
 NEW = [
@@ -58,7 +49,7 @@ REPLACED = [
     Document(id="d007", text=TEXTS[7], lang="it"),
     Document(id="d012", text=TEXTS[12], lang="en", title="gulkel doravo"),
 ]
-QUERIES = [TEXTS[i] for i in (0, 5, 7, 12, 40, 44, 59, 700, 701, 705, 720)] + _texts(4, seed=99)
+QUERIES = [TEXTS[i] for i in (0, 5, 7, 12, 40, 44, 59, 700, 701, 705, 720)] + nonsense_texts(4, seed=99)
 FILTERS: list[list[str] | None] = [None, ["en"], ["it"], ["de", "fr"]]
 
 
@@ -212,33 +203,7 @@ def test_dense_batches_are_idempotent_and_deletes_need_no_model(tiny_model: str,
 @pytest.fixture(scope="module")
 def tiny_splade(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real BertForMaskedLM (1 layer, 32 wide, random weights) with a WordPiece vocabulary of TEXTS."""
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(TEXTS, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
-    )
-    fast = transformers.BertTokenizerFast(tokenizer_object=tokenizer, model_max_length=64)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    folder = tmp_path_factory.mktemp("splade") / "tiny-splade"
-    transformers.BertForMaskedLM(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
+    return save_tiny_splade(tmp_path_factory.mktemp("splade") / "tiny-splade", TEXTS, vocab_size=400)
 
 
 @pytest.mark.parametrize("normalize", [False, True])

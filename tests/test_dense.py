@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, documents_in, nonsense_texts
 
 from xlir.indexing.builder import build_index
 from xlir.indexing.channels.dense.searcher import DenseSearcher
@@ -25,19 +25,8 @@ from xlir.indexing.manifest import Manifest
 from xlir.models.encoders.dense import DenseEncoder, SentenceTransformerEncoder
 from xlir.retrieval.searcher import Searcher
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LANGS = ("en", "de", "fr")
-_SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
-
-
-def _texts(n: int, seed: int = 7) -> list[str]:
-    rng = random.Random(seed)
-    words = sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(600)})
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(8, 16))) for _ in range(n)]
-
-
-TEXTS = _texts(700)
-DOCS = [Document(id=f"d{i:03d}", text=t, lang=LANGS[i % 3]) for i, t in enumerate(TEXTS)]
+TEXTS = nonsense_texts(700, seed=7)
+DOCS = documents_in(TEXTS)
 SMALL = DOCS[:120]
 #: Three documents in a language nothing else is in: a selective filter for the approximate index.
 RARE = [Document(id=f"it{i}", text=d.text, lang="it") for i, d in enumerate(DOCS[600:603])]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,17 +44,31 @@ def test_run_round_trip(tmp_path: Path) -> None:
     assert read_run(tmp_path / "fused.txt")["q1"].docids == fused.docids
 
 
-def test_run_errors_name_file_and_line(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.txt"
-    bad.write_text("q1 Q0 d1 1 2.0 t\nq1 Q0 d2 two 1.0 t\n")
-    with pytest.raises(TrecFormatError, match=r"bad\.txt:2: rank 'two' is not an integer"):
-        read_run(bad)
-    bad.write_text("q1 Q0 d1 1 2.0\n")
-    with pytest.raises(TrecFormatError, match=r"bad\.txt:1: expected 6 fields"):
-        read_run(bad)
-    bad.write_text("q1 Q0 d1 1 2.0 t\n\nq1 Q0 d1 2 1.0 t\n")
-    with pytest.raises(TrecFormatError, match=r"bad\.txt:3: document 'd1' appears twice"):
-        read_run(bad)
+#: (reader, file name, malformed content, what the error says after "<file>:": the line and the problem)
+MALFORMED = [
+    (read_run, "bad.txt", "q1 Q0 d1 1 2.0 t\nq1 Q0 d2 two 1.0 t\n", "2: rank 'two' is not an integer"),
+    (read_run, "bad.txt", "q1 Q0 d1 1 2.0\n", "1: expected 6 fields"),
+    (read_run, "bad.txt", "q1 Q0 d1 1 2.0 t\n\nq1 Q0 d1 2 1.0 t\n", "3: document 'd1' appears twice"),
+    (read_topics, "q.tsv", "q1\tok\nq2 no tab here\n", "2: no TAB"),
+    (read_topics, "q.tsv", "q1\tok\nq1\tagain\n", "2: query id 'q1' occurs twice"),
+    (read_qrels, "qrels.txt", "q1 0 d1 1\nq1 0 d2 high\n", "2: relevance 'high' is not an integer"),
+    # 3 fields are read as BEIR's (qid docid relevance)
+    (read_qrels, "qrels.txt", "q1 0 d1\n", "1: relevance 'd1' is not an integer.*3 fields"),
+    (read_qrels, "qrels.txt", "q1 d1\n", "1: expected 4 fields"),
+]
+
+
+@pytest.mark.parametrize(("reader", "name", "content", "message"), MALFORMED)
+def test_malformed_files_name_file_and_line(
+    tmp_path: Path, reader: Callable[[Path], object], name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(TrecFormatError, match=re.escape(name) + ":" + message):
+        reader(path)
+
+
+def test_run_write_and_read_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tag"):
         write_run(tmp_path / "x.txt", {}, tag="two words")
     with pytest.raises(ValueError, match="without spaces"):
@@ -77,12 +93,6 @@ def test_read_topics_tsv_jsonl_sgml(tmp_path: Path) -> None:
         "<top>\n<num> Number: 401\n<title> foreign minorities, Germany\n\n<desc> Description:\nx\n</top>\n"
     )
     assert read_topics(sgml) == {"401": "foreign minorities, Germany"}
-    tsv.write_text("q1\tok\nq2 no tab here\n")
-    with pytest.raises(TrecFormatError, match=r"q\.tsv:2: no TAB"):
-        read_topics(tsv)
-    tsv.write_text("q1\tok\nq1\tagain\n")
-    with pytest.raises(TrecFormatError, match=r"q\.tsv:2: query id 'q1' occurs twice"):
-        read_topics(tsv)
 
 
 def test_read_qrels_trec_and_beir(tmp_path: Path) -> None:
@@ -92,15 +102,6 @@ def test_read_qrels_trec_and_beir(tmp_path: Path) -> None:
     beir = tmp_path / "test.tsv"
     beir.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td5\t2\n")
     assert read_qrels(beir) == {"q1": {"d1": 1, "d5": 2}}
-    trec.write_text("q1 0 d1 1\nq1 0 d2 high\n")
-    with pytest.raises(TrecFormatError, match=r"qrels\.txt:2: relevance 'high' is not an integer"):
-        read_qrels(trec)
-    trec.write_text("q1 0 d1\n")  # 3 fields are read as BEIR's (qid docid relevance)
-    with pytest.raises(TrecFormatError, match=r"qrels\.txt:1: relevance 'd1' is not an integer.*3 fields"):
-        read_qrels(trec)
-    trec.write_text("q1 d1\n")
-    with pytest.raises(TrecFormatError, match=r"qrels\.txt:1: expected 4 fields"):
-        read_qrels(trec)
 
 
 # --- metrics ------------------------------------------------------------------------------------------------

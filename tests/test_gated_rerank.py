@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_rerank import _perturb, _tiny_backbone
-from test_reranker_train import _tiny_train_set
+from test_reranker_train import _tiny_run, _tiny_train_set
 
 from xlir.models.rerankers.base import RANK_ADAPTER, RerankerError, load_backbone
 from xlir.models.rerankers.gated import GatedReranker, encode_apart, score_together
@@ -148,30 +148,10 @@ def test_gated_training_run_saves_averaged_and_last(tmp_path: Path, monkeypatch:
     from xlir.training.rerank_common import RerankTrainSettings
 
     monkeypatch.setenv("XLIR_HOME", str(tmp_path / "home"))
-    backbone = _tiny_backbone(tmp_path / "backbone")
+    common = _tiny_run(tmp_path, out_dir=str(tmp_path / "gated"), kind="gated", split_layer=1, reduction=4)
+    # made after the backbone (which seeds torch): the same head in every run
     head = save_head(make_head(32, 16), tmp_path / "head", {"name": "tiny-head", "trained_on": "none"})
-    settings = RerankTrainSettings(
-        data_dir=str(_tiny_train_set(tmp_path / "train")),
-        out_dir=str(tmp_path / "gated"),
-        model=str(backbone),
-        kind="gated",
-        split_layer=1,
-        head=str(head),
-        reduction=4,
-        sets=("tiny",),
-        holdout=0.2,
-        valid_queries=2,
-        valid_depth=5,
-        negatives=2,
-        mine_depth=4,
-        groups_per_step=2,
-        epochs=2,
-        max_length=48,
-        infer_max_length=48,
-        checkpoints=4,
-        max_minutes=2.0,
-        device="cpu",
-    )
+    settings = RerankTrainSettings(head=str(head), **common)
     info = train_reranker(settings, "test")
     assert info["kind"] == "gated" and info["steps"] == 8 and info["scorer"]["dim"] == 16
     assert set(info["valid_mrr10_averaged"]) == {"tiny", "mean"}

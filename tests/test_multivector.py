@@ -9,11 +9,11 @@ that switching the language adapter changes the vectors.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import documents_in, nonsense_texts
 
 from xlir.indexing.builder import build_index
 from xlir.indexing.channels.base import open_searcher
@@ -26,18 +26,15 @@ from xlir.models.encoders.heads import DEFAULT_HEAD, default_head, load_head, ma
 from xlir.models.encoders.token_base import TokenEncoderError
 from xlir.models.encoders.tokens import HFTokenEncoder, open_token_encoder
 
-LANGS = ("en", "de", "fr")
-_SYLLABLES = ["ka", "lo", "mi", "ne", "po", "ru", "sa", "ti", "vo", "ze", "bra", "kel", "dor", "fin", "gul"]
-
 
 def _texts(n: int, seed: int = 11) -> list[str]:
-    rng = random.Random(seed)
-    words = sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(400)})
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) for _ in range(n)]
+    return nonsense_texts(n, seed=seed, words=400, length=(6, 14))
 
 
 TEXTS = _texts(90)
-DOCS = [Document(id=f"d{i:03d}", text=t, lang=LANGS[i % 3]) for i, t in enumerate(TEXTS)]
+DOCS = documents_in(TEXTS)
+#: The size of the random-weight backbones below (BERT and X-MOD alike).
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
 
 def _tokenizer(folder: Path, texts: list[str]):
@@ -60,14 +57,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = _tokenizer(folder, TEXTS + ["query passage"])
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=128, **TINY)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     prompts = {"prompts": {"query": "query: ", "passage": "passage: "}}
@@ -87,11 +77,8 @@ def tiny_xmod(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = _tokenizer(folder, TEXTS)
     config = XmodConfig(
         vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
         max_position_embeddings=130,
+        **TINY,
         pad_token_id=tokenizer.pad_token_id,
         languages=["en_XX", "de_DE"],
         default_language="en_XX",

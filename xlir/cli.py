@@ -2,8 +2,8 @@
 
 Commands: ``index build|info``, ``search``, ``serve``, ``demo``, ``models list|prepare``, ``train ...``
 and ``eval ...``. A :class:`xlir.errors.UserError` raised anywhere below is shown as one line,
-``error: <message>``, with exit status 2 (:class:`UserErrorsAsMessages`); anything else is a bug and
-keeps its traceback.
+``error: <message>``, with exit status 2 (:class:`UserErrorsAsMessages`, the group ``xlir eval`` also runs
+under when called alone); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from typer.core import TyperGroup
 
 from xlir.errors import UserError
+from xlir.eval.cli import UserErrorsAsMessages
+from xlir.eval.cli import app as eval_app
 from xlir.models.paths import shipped, xlir_home
 
 if TYPE_CHECKING:
@@ -35,17 +35,6 @@ console = Console(stderr=True)
 out = Console()
 
 
-class UserErrorsAsMessages(TyperGroup):
-    """The root command group: a :class:`UserError` from any subcommand is one line and exit status 2."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except UserError as error:
-            console.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(code=2) from None
-
-
 app = typer.Typer(
     cls=UserErrorsAsMessages,
     help="xlir: cross-lingual retrieval. Build an index over a multilingual corpus, then search it.",
@@ -54,15 +43,7 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-
-
-def _mount_subapps() -> None:
-    from xlir.eval.cli import app as eval_app
-
-    app.add_typer(eval_app, name="eval", help="TREC-style runs, scores, fusion, comparisons, language grids.")
-
-
-_mount_subapps()
+app.add_typer(eval_app, name="eval", help="TREC-style runs, scores, fusion, comparisons, language grids.")
 
 #: What `xlir index build` and `xlir demo` build unless told otherwise: BM25 for exact words in each
 #: language, dense for meaning across languages. Add `-c sparse` for the learned sparse channel.
@@ -236,11 +217,14 @@ def _show_progress(*loggers: str) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-@train_app.command(
-    "colbert",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
-)
+#: `xlir train colbert|reranker` hand every argument, --help included, to the training command's own parser.
+_PASS_ARGUMENTS: dict[str, Any] = {
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    "add_help_option": False,
+}
+
+
+@train_app.command("colbert", **_PASS_ARGUMENTS)
 def train_colbert(ctx: typer.Context) -> None:
     """Train a ColBERT head on frozen mE5-small token states (`xlir train colbert --help` for its options)."""
     from xlir.training.cli import colbert_main
@@ -249,11 +233,7 @@ def train_colbert(ctx: typer.Context) -> None:
     colbert_main(ctx.args)
 
 
-@train_app.command(
-    "reranker",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
-)
+@train_app.command("reranker", **_PASS_ARGUMENTS)
 def train_reranker(ctx: typer.Context) -> None:
     """Train the cross-encoder's ranking adapter on English (`xlir train reranker --help` for its options)."""
     from xlir.training.cli import reranker_main

@@ -4,21 +4,32 @@ The three base classes are the channel protocol: a channel subclasses them (its 
 :data:`xlir.indexing.channels.CHANNELS`) and inherits the defaults here (``add_many`` as a loop over
 ``add``, ``abort`` doing nothing, ``search`` as a batch of one). :func:`open_writer`,
 :func:`open_updater` and :func:`open_searcher` load a channel's class on first use.
+
+Two partial implementations hold what several channels do alike: :class:`ChunkedWriter` (documents
+encoded a chunk at a time, files written on ``close``: dense, multivector, sparse) and
+:class:`StagedUpdater` / :class:`PositionalUpdater` (files replaced together with
+:func:`xlir.indexing.filecommit.commit_files`; a batch collected in a
+:class:`xlir.indexing.pending.PendingBatch` before one rewrite).
 """
 
 from __future__ import annotations
 
 import importlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from xlir.errors import ConflictError
 from xlir.indexing.channels import CHANNELS
 from xlir.indexing.documents import Document
 from xlir.indexing.errors import ConfigError, IndexDamagedError
+from xlir.indexing.filecommit import recover
+from xlir.indexing.pending import PendingBatch
 from xlir.indexing.ranking import Ranking
+
+T = TypeVar("T")
 
 #: A query's detected language and the detector's confidence, e.g. ``("de", 0.98)``: detected once per
 #: query by the searcher facade (:mod:`xlir.retrieval.query`); each channel applies its own threshold.
@@ -73,6 +84,127 @@ class ChannelUpdater(ABC):
     def abort(self) -> None:
         """Discard the uncommitted batch (nothing to do for an updater that writes only in ``close``)."""
         return None
+
+
+class ChunkedWriter(ChannelWriter):
+    """A writer that encodes documents a chunk at a time as they arrive and writes its files on ``close``.
+
+    ``add`` keeps each id in arrival order and queues the document; a queue of ``chunk_size`` documents
+    is encoded at once. A subclass names its ``channel`` (for messages), sets ``chunk_size``, and says
+    how a chunk is encoded (:meth:`_encode`, the timed model work) and kept (:meth:`_keep`); its
+    ``close`` starts with :meth:`_finish` and reports :meth:`_encode_stats`.
+    """
+
+    channel = "this"
+    chunk_size = 1
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._pending: list[Document] = []
+        self._docids: list[str] = []
+        self._encode_seconds = 0.0
+        self._closed = False
+
+    def add(self, doc: Document) -> None:
+        """Queue one document; it is encoded with the next full chunk."""
+        if self._closed:
+            raise RuntimeError(
+                f"this {self.channel} writer is closed; open a new one to index more documents."
+            )
+        self._docids.append(doc.id)
+        self._pending.append(doc)
+        if len(self._pending) >= self.chunk_size:
+            self._flush()
+
+    @abstractmethod
+    def _encode(self, docs: list[Document]) -> Any:
+        """The encoder's output for a chunk of documents (only this step counts as encoding time)."""
+
+    @abstractmethod
+    def _keep(self, docs: list[Document], encoded: Any) -> None:
+        """Store what :meth:`_encode` returned for ``docs`` (and their languages) until ``close``."""
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        started = time.perf_counter()
+        encoded = self._encode(self._pending)
+        self._encode_seconds += time.perf_counter() - started
+        self._keep(self._pending, encoded)
+        self._pending = []
+
+    def _finish(self, *, allow_empty: bool = False) -> int:
+        """Encode what is left and close the writer; the number of documents (none: ValueError, unless allowed)."""
+        if self._closed:
+            raise RuntimeError(f"this {self.channel} writer is already closed.")
+        self._flush()
+        self._closed = True
+        if not self._docids and not allow_empty:
+            raise ValueError(f"the {self.channel} channel received no documents; there is nothing to index.")
+        return len(self._docids)
+
+    def _encode_stats(self, count: int) -> dict[str, Any]:
+        """``encode_seconds`` and ``docs_per_second`` for the manifest details."""
+        seconds = self._encode_seconds
+        return {
+            "encode_seconds": round(seconds, 3),
+            "docs_per_second": round(count / seconds, 2) if seconds > 0 else None,
+        }
+
+
+class StagedUpdater(ChannelUpdater):
+    """An updater that replaces its channel's files with :func:`xlir.indexing.filecommit.commit_files`.
+
+    Opening it first finishes or discards an interrupted commit (:func:`xlir.indexing.filecommit.recover`)
+    and copies the manifest details (returned, updated, by ``close``) and the channel config.
+    """
+
+    def __init__(
+        self, directory: Path | str, details: dict[str, Any], config: dict[str, Any] | None = None
+    ) -> None:
+        self.directory = Path(directory)
+        recover(self.directory)
+        self.details = dict(details)
+        self.config = dict(config or {})
+        self._closed = False
+
+    def abort(self) -> None:
+        """Discard the batch (nothing was written)."""
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} used after close()/abort(); open a new updater")
+
+
+class PositionalUpdater(StagedUpdater, Generic[T]):
+    """An updater of a channel stored in positional order (dense, multivector, sparse).
+
+    ``delete`` and ``add`` only record the batch in ``self._batch`` (a :class:`PendingBatch` over the
+    stored ids, which the subclass creates); ``close`` rewrites the channel once. A subclass says what
+    the batch appends for each added document (:meth:`_encode`).
+    """
+
+    _batch: PendingBatch[T]
+
+    def delete(self, ids: list[str]) -> None:
+        """Forget the documents with these ids (ids the channel does not hold are ignored)."""
+        self._check_open()
+        self._batch.delete(ids)
+
+    def add(self, docs: list[Document]) -> None:
+        """Encode ``docs`` as the writer did; an id the channel already holds is replaced."""
+        self._check_open()
+        if not docs:
+            return
+        self._batch.delete([doc.id for doc in docs])
+        for doc, item in zip(docs, self._encode(docs), strict=True):
+            self._batch.add(doc.id, item)
+
+    @abstractmethod
+    def _encode(self, docs: list[Document]) -> list[T]:
+        """What the batch appends for each of ``docs`` (its encoding and language), in order."""
 
 
 class ChannelSearcher(ABC):

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xlir.models.encoders.token_base import TokenEncoderError
-from xlir.models.paths import shipped
+from xlir.models.paths import shipped, shipped_names, shipped_or_path
 from xlir.models.registry import DEFAULT_MODEL, canonical_name
 
 #: Where the shipped heads live (inside the installed package).
@@ -80,14 +80,9 @@ def resolve_head(name: str) -> Path:
     """The folder of head ``name``: a shipped head (``xlir/data/heads/<name>``) or a local folder."""
     if not isinstance(name, str) or not name.strip():
         raise TokenEncoderError("the head name is empty: give a shipped head name or a head folder path.")
-    bundled = HEADS_DIR / name
-    path = bundled if (bundled / HEAD_CONFIG).is_file() else Path(name).expanduser()
+    path = shipped_or_path(name, HEADS_DIR, HEAD_CONFIG)
     if not (path / HEAD_CONFIG).is_file() or not (path / HEAD_WEIGHTS).is_file():
-        known = (
-            sorted(p.name for p in HEADS_DIR.iterdir() if (p / HEAD_CONFIG).is_file())
-            if HEADS_DIR.is_dir()
-            else []
-        )
+        known = shipped_names(HEADS_DIR, HEAD_CONFIG)
         raise TokenEncoderError(
             f"no ColBERT head {name!r}: expected a folder with {HEAD_CONFIG} and {HEAD_WEIGHTS} "
             f"(shipped heads: {', '.join(known) or 'none'}); train one with `xlir train colbert`."

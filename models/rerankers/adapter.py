@@ -32,6 +32,7 @@ from xlir.models.rerankers.base import (
     SelectBy,
     check_precision,
     check_texts,
+    group_indices,
     load_backbone,
     resolve_reranker,
     score_pairs,
@@ -197,26 +198,34 @@ class AdapterReranker:
         query_lang: str | None = None,
         doc_langs: Sequence[str | None] | None = None,
     ) -> np.ndarray:
-        """Relevance logits of ``query`` with each text (float32), grouped by language adapter."""
+        """Relevance scores of ``query`` with each text (float32), each text's language adapter picked by
+        :meth:`adapter_for`."""
         texts = check_texts(query, texts, doc_langs)
-        out = np.zeros(len(texts), dtype=np.float32)
         if not texts:
-            return out
-        groups: dict[str | None, list[int]] = {}
-        for i in range(len(texts)):
-            groups.setdefault(self.adapter_for(query_lang, doc_langs[i] if doc_langs else None), []).append(i)
+            return np.zeros(0, dtype=np.float32)
+        langs = list(doc_langs) if doc_langs is not None else [None] * len(texts)
         with self._lock, self._torch.inference_mode():
-            for adapter, members in groups.items():
-                self._activate(adapter)
-                out[members] = score_pairs(
-                    self.tokenizer,
-                    self.model,
-                    self.device,
-                    query,
-                    [texts[i] for i in members],
-                    self.prompts,
-                    self.max_length,
-                    self.batch_size,
-                    self.precision,
-                )
+            return self._score(query, texts, query_lang, langs)
+
+    def _score(
+        self, query: str, texts: list[str], query_lang: str | None, doc_langs: list[str | None]
+    ) -> np.ndarray:
+        """:meth:`score` of checked, non-empty ``texts`` (one language each), the lock and inference mode held:
+        relevance logits, texts grouped by language adapter."""
+        out = np.zeros(len(texts), dtype=np.float32)
+        for adapter, members in group_indices(
+            self.adapter_for(query_lang, lang) for lang in doc_langs
+        ).items():
+            self._activate(adapter)
+            out[members] = score_pairs(
+                self.tokenizer,
+                self.model,
+                self.device,
+                query,
+                [texts[i] for i in members],
+                self.prompts,
+                self.max_length,
+                self.batch_size,
+                self.precision,
+            )
         return out

@@ -14,7 +14,7 @@ The classes: :mod:`~xlir.models.rerankers.adapter`, :mod:`~xlir.models.rerankers
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -23,7 +23,7 @@ import numpy as np
 from xlir.errors import UserError
 from xlir.models.devices import DeviceError, autocast, fp32_scoring_head
 from xlir.models.devices import check_precision as _check_precision
-from xlir.models.paths import shipped
+from xlir.models.paths import shipped, shipped_names, shipped_or_path
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,7 @@ __all__ = [
     "SelectBy",
     "check_precision",
     "check_texts",
+    "group_indices",
     "load_backbone",
     "logits",
     "new_rank_adapter",
@@ -97,6 +98,14 @@ def check_texts(query: str, texts: Sequence[str], doc_langs: Sequence[str | None
     if doc_langs is not None and len(doc_langs) != len(texts):
         raise RerankerError(f"doc_langs has {len(doc_langs)} entries for {len(texts)} texts")
     return [t if isinstance(t, str) else str(t) for t in texts]
+
+
+def group_indices(keys: Iterable[Hashable]) -> dict[Any, list[int]]:
+    """The positions of ``keys`` grouped by key, in order of first appearance (texts scored together)."""
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return groups
 
 
 def check_precision(precision: str) -> str:
@@ -194,8 +203,7 @@ def resolve_reranker(name: str) -> Path:
     """The folder of adapter reranker ``name``: a shipped one (``xlir/data/rerankers/<name>``) or a path."""
     if not isinstance(name, str) or not name.strip():
         raise RerankerError("the reranker name is empty: give a shipped reranker name or a folder path.")
-    shipped_folder = RERANKERS_DIR / name
-    path = shipped_folder if (shipped_folder / RERANKER_CONFIG).is_file() else Path(name).expanduser()
+    path = shipped_or_path(name, RERANKERS_DIR, RERANKER_CONFIG)
     if not (path / RERANKER_CONFIG).is_file():
         raise RerankerError(
             f"no adapter reranker {name!r}: expected a folder with {RERANKER_CONFIG} and the saved ranking "
@@ -207,6 +215,4 @@ def resolve_reranker(name: str) -> Path:
 
 def shipped_rerankers() -> list[str]:
     """Names of the rerankers inside the package."""
-    if not RERANKERS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in RERANKERS_DIR.iterdir() if (p / RERANKER_CONFIG).is_file())
+    return shipped_names(RERANKERS_DIR, RERANKER_CONFIG)

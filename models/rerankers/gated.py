@@ -43,7 +43,7 @@ import torch
 from xlir.models.devices import autocast
 from xlir.models.hub import offline_hub
 from xlir.models.rerankers.adapter import AdapterReranker
-from xlir.models.rerankers.base import RANK_ADAPTER, RerankerError, SelectBy, check_texts
+from xlir.models.rerankers.base import RANK_ADAPTER, RerankerError, SelectBy, group_indices
 from xlir.models.rerankers.gated_scorer import CLOSED, GatedScorer, load_scorer
 
 
@@ -252,20 +252,13 @@ class GatedReranker(AdapterReranker):
         """What this reranker is."""
         return super().describe() | {"kind": "gated", "split_layer": self.split}
 
-    def score(
-        self,
-        query: str,
-        texts: Sequence[str],
-        query_lang: str | None = None,
-        doc_langs: Sequence[str | None] | None = None,
+    def _score(
+        self, query: str, texts: list[str], query_lang: str | None, doc_langs: list[str | None]
     ) -> np.ndarray:
-        """Scores of ``query`` with each text (float32)."""
-        texts = check_texts(query, texts, doc_langs)
+        """:meth:`score` of checked, non-empty ``texts`` (see the base class): lower layers apart in each
+        text's own language, passage states cached, then the joint layers and the scorer."""
         out = np.zeros(len(texts), dtype=np.float32)
-        if not texts:
-            return out
-        langs = list(doc_langs) if doc_langs is not None else [None] * len(texts)
-        with self._lock, self._torch.inference_mode(), autocast(self.device, self.precision):
+        with autocast(self.device, self.precision):
             self._activate_apart(self._language(query_lang))
             q = encode_apart(
                 self.model,
@@ -275,10 +268,7 @@ class GatedReranker(AdapterReranker):
                 self.query_max_length,
                 self.split,
             )[0]
-            groups: dict[str | None, list[int]] = {}
-            for i, lang in enumerate(langs):
-                groups.setdefault(lang.lower() if lang else None, []).append(i)
-            for lang, members in groups.items():
+            for lang, members in group_indices(code.lower() if code else None for code in doc_langs).items():
                 adapter = self._language(lang)
                 docs = self._passages.get_many([texts[i] for i in members], adapter)
                 todo = [j for j, d in enumerate(docs) if d is None]

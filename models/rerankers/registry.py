@@ -7,6 +7,7 @@ import json
 import threading
 from pathlib import Path
 
+from xlir.models.paths import shipped_or_path
 from xlir.models.rerankers.adapter import AdapterReranker
 from xlir.models.rerankers.base import (
     DEFAULT_RERANKER,
@@ -30,12 +31,11 @@ def reranker_for(name_or_path: str | Path | None = None, device: str = "auto") -
     key = (name, device)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            shipped = (RERANKERS_DIR / name / RERANKER_CONFIG).is_file()
-            if shipped or (Path(name).expanduser() / RERANKER_CONFIG).is_file():
+            folder = shipped_or_path(name, RERANKERS_DIR, RERANKER_CONFIG)
+            if (folder / RERANKER_CONFIG).is_file():
                 # imported here: the gated reranker's scorer module imports torch
                 from xlir.models.rerankers.gated import GatedReranker
 
-                folder = RERANKERS_DIR / name if shipped else Path(name).expanduser()
                 cls = GatedReranker if is_gated(folder) else AdapterReranker
                 _CACHE[key] = cls(name, device=device)
             elif name == DEFAULT_RERANKER:

@@ -20,8 +20,8 @@ from typing import Any
 from xlir.indexing.channels.base import ChannelSearcher, DetectedLanguage, Langs, QueryLangs, check_queries
 from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
 from xlir.indexing.channels.bm25.java import ensure_jvm
-from xlir.indexing.channels.bm25.store import UNKNOWN_LANG, bm25_params
-from xlir.indexing.errors import IndexDamagedError, IndexIncompleteError
+from xlir.indexing.channels.bm25.store import UNKNOWN_LANG, bm25_params, subindex_details
+from xlir.indexing.errors import IndexIncompleteError
 from xlir.indexing.ranking import Ranking
 
 logger = logging.getLogger(__name__)
@@ -52,11 +52,7 @@ class BM25Searcher(ChannelSearcher):
     def __init__(self, directory: Path, details: dict[str, Any]) -> None:
         self.directory = Path(directory)
         self.k1, self.b = bm25_params(details)
-        subindexes = details.get("subindexes")
-        if not isinstance(subindexes, dict):
-            raise IndexDamagedError(
-                "BM25 details have no 'subindexes' mapping; the manifest is damaged: rebuild the index"
-            )
+        subindexes = subindex_details(details)
         ensure_jvm()
         from jnius import autoclass
 

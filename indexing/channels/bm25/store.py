@@ -22,7 +22,7 @@ from typing import Any
 from xlir.indexing.channels.bm25.analyzers import indexer_args, prepare_text
 from xlir.indexing.channels.bm25.java import ensure_jvm
 from xlir.indexing.documents import Document, document_text
-from xlir.indexing.errors import ConfigError
+from xlir.indexing.errors import ConfigError, IndexDamagedError
 
 #: Sub-index name for documents without a language.
 UNKNOWN_LANG = "und"
@@ -57,6 +57,16 @@ def lucene_json(docid: str, contents: str) -> str:
     and Jackson restores every character (astral ones as surrogate pairs) exactly.
     """
     return f'{{"id":{encode_basestring_ascii(docid)},"contents":{encode_basestring_ascii(contents)}}}'
+
+
+def subindex_details(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``subindexes`` mapping of a BM25 channel's manifest details (name -> path, analyzer, documents)."""
+    subindexes = details.get("subindexes")
+    if not isinstance(subindexes, dict):
+        raise IndexDamagedError(
+            "BM25 details have no 'subindexes' mapping; the manifest is damaged: rebuild the index"
+        )
+    return subindexes
 
 
 def bm25_params(config: dict[str, Any]) -> tuple[float, float]:
@@ -103,6 +113,13 @@ class LuceneSubIndex:
         self.buffer = []
         if self.accepted != self.added:
             raise RuntimeError(loss_message(self.path.name, self.analyzer, self.added, self.accepted))
+
+    def verified_count(self) -> int:
+        """Documents in the committed index, read back from disk; raise if Lucene lost any it was sent."""
+        count = count_documents(self.path)
+        if count != self.added:
+            raise RuntimeError(loss_message(self.path.name, self.analyzer, self.added, count))
+        return count
 
 
 def loss_message(name: str, analyzer: str, added: int, indexed: int) -> str:

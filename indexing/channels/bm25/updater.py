@@ -16,10 +16,10 @@ from xlir.indexing.channels.bm25.store import (
     document_contents,
     loss_message,
     lucene_json,
+    subindex_details,
     subindex_name,
 )
 from xlir.indexing.documents import Document
-from xlir.indexing.errors import IndexDamagedError
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,7 @@ class BM25Updater(ChannelUpdater):
     ) -> None:
         self.directory = Path(directory)
         self.k1, self.b = bm25_params(details)
-        subindexes = details.get("subindexes")
-        if not isinstance(subindexes, dict):
-            raise IndexDamagedError(
-                "BM25 details have no 'subindexes' mapping; the manifest is damaged: rebuild"
-            )
+        subindexes = subindex_details(details)
         self._analyzers: dict[str, str] = {
             name: str(info.get("analyzer")) for name, info in subindexes.items()
         }

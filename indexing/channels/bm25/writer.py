@@ -25,8 +25,6 @@ from xlir.indexing.channels.bm25.store import (
     UNKNOWN_LANG,
     LuceneSubIndex,
     bm25_params,
-    count_documents,
-    loss_message,
     subindex_name,
 )
 from xlir.indexing.documents import Document
@@ -119,10 +117,7 @@ class BM25Writer(ChannelWriter):
                 sub.indexer.close()
         subindexes: dict[str, dict[str, Any]] = {}
         for name, sub in sorted(self._subindexes.items()):
-            count = count_documents(sub.path)
-            if count != sub.added:
-                raise RuntimeError(loss_message(name, sub.analyzer, sub.added, count))
-            subindexes[name] = {"path": name, "analyzer": sub.analyzer, "documents": count}
+            subindexes[name] = {"path": name, "analyzer": sub.analyzer, "documents": sub.verified_count()}
         logger.debug("BM25 index at %s: %s", self.directory, subindexes)
         _warn_neutral(subindexes)
         return {"k1": self.k1, "b": self.b, "subindexes": subindexes}

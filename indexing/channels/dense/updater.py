@@ -12,21 +12,21 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import ChannelUpdater
+from xlir.indexing.channels.base import PositionalUpdater
 from xlir.indexing.channels.dense.store import DenseStore
 from xlir.indexing.channels.dense.writer import dense_text
 from xlir.indexing.channels.files import directory_bytes
 from xlir.indexing.channels.language_codes import DocumentLanguages, LanguageCodes
 from xlir.indexing.documents import Document
 from xlir.indexing.errors import IndexDamagedError
-from xlir.indexing.filecommit import commit_files, recover
+from xlir.indexing.filecommit import commit_files
 from xlir.indexing.pending import PendingBatch
 from xlir.models.encoders.dense import SentenceTransformerEncoder
 
 log = logging.getLogger(__name__)
 
 
-class DenseUpdater(ChannelUpdater):
+class DenseUpdater(PositionalUpdater[tuple[int, np.ndarray]]):
     """Incremental updates of a built dense channel (the :class:`xlir.indexing.channels.base.ChannelUpdater` protocol).
 
     Opened with the channel's manifest details, it encodes added documents with exactly the model,
@@ -52,10 +52,7 @@ class DenseUpdater(ChannelUpdater):
     def __init__(
         self, directory: Path, details: dict[str, Any], config: dict[str, Any] | None = None
     ) -> None:
-        self.directory = Path(directory)
-        recover(self.directory)
-        self.details = dict(details)
-        self.config = dict(config or {})
+        super().__init__(directory, details, config)
         self.kind = str(self.details.get("index", "flat"))
         if self.kind not in ("flat", "hnsw", "ivfpq"):
             raise IndexDamagedError(
@@ -74,28 +71,17 @@ class DenseUpdater(ChannelUpdater):
         self._codes = store.documents.codes.astype(np.int16)
         table = store.documents.table
         self._lang_codes = LanguageCodes(table, channel="dense")
-        self._batch: PendingBatch[tuple[int, np.ndarray]] = PendingBatch(self._docids)
+        self._batch = PendingBatch(self._docids)
         self._encoder: SentenceTransformerEncoder | None = None
         self._encode_seconds = 0.0
-        self._closed = False
 
-    def delete(self, ids: list[str]) -> None:
-        """Forget the documents with these ids (ids the channel does not hold are ignored)."""
-        self._check_open()
-        self._batch.delete(ids)
-
-    def add(self, docs: list[Document]) -> None:
-        """Encode ``docs`` with the recorded model; an id the channel already holds is replaced."""
-        self._check_open()
-        if not docs:
-            return
-        self.delete([doc.id for doc in docs])
+    def _encode(self, docs: list[Document]) -> list[tuple[int, np.ndarray]]:
+        """Each document's language code and vector, encoded with the recorded model."""
         encoder = self._get_encoder()
         started = time.perf_counter()
         vectors = encoder.encode_documents([dense_text(doc) for doc in docs])
         self._encode_seconds += time.perf_counter() - started
-        for doc, vector in zip(docs, vectors, strict=True):
-            self._batch.add(doc.id, (self._lang_codes.code(doc.lang), vector))
+        return [(self._lang_codes.code(doc.lang), vector) for doc, vector in zip(docs, vectors, strict=True)]
 
     def close(self) -> dict[str, Any]:
         """Apply the batch to the FAISS index, replace the channel's files and return the new details."""
@@ -134,7 +120,7 @@ class DenseUpdater(ChannelUpdater):
 
     def abort(self) -> None:
         """Discard the batch (nothing was written)."""
-        self._closed = True
+        super().abort()
         self.index = None
 
     def _updated_index(self, removed: np.ndarray) -> Any:
@@ -194,10 +180,6 @@ class DenseUpdater(ChannelUpdater):
                 )
             self._encoder = encoder
         return self._encoder
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("DenseUpdater used after close()/abort(); open a new updater")
 
 
 def _remove_ivf(index: Any, removed: np.ndarray, keep: np.ndarray) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import ChannelWriter, positive_int
+from xlir.indexing.channels.base import ChunkedWriter, positive_int
 from xlir.indexing.channels.dense.store import DenseStore
 from xlir.indexing.channels.files import write_files
 from xlir.indexing.channels.language_codes import DocumentLanguages, LanguageCodes
@@ -44,16 +44,17 @@ def dense_text(doc: Document) -> str:
     return document_text(doc, " ", strip_title=True)
 
 
-class DenseWriter(ChannelWriter):
+class DenseWriter(ChunkedWriter):
     """Channel writer for dense retrieval: encodes each document and builds a FAISS index on ``close``.
 
     ``config`` is :class:`xlir.indexing.config.DenseConfig` as a dict: ``model``, ``batch_size``,
     ``max_length``, ``index``, ``ann_threshold``, ``hnsw_m``, ``ef_search``, ``device``.
     """
 
+    channel = "dense"
+
     def __init__(self, directory: Path, config: dict[str, Any]) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        super().__init__(directory)
         self.model_name = str(config.get("model") or "multilingual-e5-small")
         self.index_kind = str(config.get("index", "auto"))
         if self.index_kind not in INDEX_KINDS:
@@ -71,33 +72,21 @@ class DenseWriter(ChannelWriter):
             max_length=self.max_length,
             device=str(config.get("device") or "auto"),
         )
-        self._chunk = self.batch_size * CHUNK_BATCHES
-        self._texts: list[str] = []
+        self.chunk_size = self.batch_size * CHUNK_BATCHES
         self._vectors: list[np.ndarray] = []
-        self._docids: list[str] = []
         self._langs: list[int] = []
         self._lang_codes = LanguageCodes(channel="dense")
-        self._encode_seconds = 0.0
-        self._closed = False
 
-    def add(self, doc: Document) -> None:
-        """Queue one document; its text is encoded with the next full chunk."""
-        if self._closed:
-            raise RuntimeError("this dense writer is closed; open a new one to index more documents.")
-        self._docids.append(doc.id)
-        self._langs.append(self._lang_codes.code(doc.lang))
-        self._texts.append(dense_text(doc))
-        if len(self._texts) >= self._chunk:
-            self._flush()
+    def _encode(self, docs: list[Document]) -> np.ndarray:
+        return self.encoder.encode_documents([dense_text(doc) for doc in docs])
+
+    def _keep(self, docs: list[Document], vectors: np.ndarray) -> None:
+        self._langs.extend(self._lang_codes.code(doc.lang) for doc in docs)
+        self._vectors.append(vectors)
 
     def close(self) -> dict[str, Any]:
         """Encode what is left, build and write the FAISS index; return the manifest details."""
-        if self._closed:
-            raise RuntimeError("this dense writer is already closed.")
-        self._flush()
-        self._closed = True
-        if not self._docids:
-            raise ValueError("the dense channel received no documents; there is nothing to index.")
+        count = self._finish()
         vectors = np.concatenate(self._vectors) if len(self._vectors) > 1 else self._vectors[0]
         self._vectors.clear()
         started = time.perf_counter()
@@ -112,7 +101,6 @@ class DenseWriter(ChannelWriter):
         codes = np.asarray(self._langs, dtype=np.int16)
         documents = DocumentLanguages(self._docids, codes, self._lang_codes.table())
         write_files(self.directory, DenseStore(index, documents).files())
-        count = len(self._docids)
         return {
             "model": self.model_name,
             "model_path": _model_path(self.model_name),
@@ -125,19 +113,9 @@ class DenseWriter(ChannelWriter):
             "batch_size": self.batch_size,
             "max_length": self.encoder.max_length,
             "prompts": self.encoder.prompts,
-            "encode_seconds": round(self._encode_seconds, 3),
-            "docs_per_second": round(count / self._encode_seconds, 2) if self._encode_seconds > 0 else None,
+            **self._encode_stats(count),
             "index_seconds": round(time.perf_counter() - started, 3),
         }
-
-    def _flush(self) -> None:
-        if not self._texts:
-            return
-        started = time.perf_counter()
-        vectors = self.encoder.encode_documents(self._texts)
-        self._encode_seconds += time.perf_counter() - started
-        self._vectors.append(vectors)
-        self._texts = []
 
 
 def _model_path(name: str) -> str:

@@ -7,18 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import ChannelUpdater
+from xlir.indexing.channels.base import PositionalUpdater
 from xlir.indexing.channels.language_codes import DocumentLanguages, LanguageCodes
 from xlir.indexing.channels.multivector.store import TokenStore, load_codec
 from xlir.indexing.channels.multivector.writer import multivector_text
 from xlir.indexing.documents import Document
-from xlir.indexing.filecommit import commit_files, recover
+from xlir.indexing.filecommit import commit_files
 from xlir.indexing.pending import PendingBatch
 from xlir.models.encoders.token_base import TokenEncoder
 from xlir.models.encoders.tokens import open_token_encoder
 
 
-class MultiVectorUpdater(ChannelUpdater):
+class MultiVectorUpdater(PositionalUpdater[tuple[int, np.ndarray, np.ndarray]]):
     """Incremental updates of a built multivector channel (the ``ChannelUpdater`` protocol).
 
     New documents are encoded with the recorded encoder and compressed with the channel's existing codec
@@ -33,9 +33,7 @@ class MultiVectorUpdater(ChannelUpdater):
     def __init__(
         self, directory: Path | str, details: dict[str, Any], config: dict[str, Any] | None = None
     ) -> None:
-        self.directory = Path(directory)
-        recover(self.directory)
-        self.details = dict(details)
+        super().__init__(directory, details, config)
         self.codec = load_codec(self.directory, int(self.details.get("nbits", 2)))
         store = TokenStore.load(self.directory)
         self._codes = store.codes
@@ -45,31 +43,26 @@ class MultiVectorUpdater(ChannelUpdater):
         self._langs = store.documents.codes
         table = store.documents.table
         self._lang_codes = LanguageCodes(table, channel="multivector")
-        self._batch: PendingBatch[tuple[int, np.ndarray, np.ndarray]] = PendingBatch(docids)
+        self._batch = PendingBatch(docids)
         self._encoder: TokenEncoder | None = None
-        self._closed = False
 
-    def delete(self, ids: list[str]) -> None:
-        """Forget these ids (ids the channel does not hold are ignored)."""
-        self._batch.delete(ids)
-
-    def add(self, docs: list[Document]) -> None:
-        """Encode and compress ``docs`` with the recorded encoder and the built codec."""
-        if not docs:
-            return
-        self._batch.delete([doc.id for doc in docs])
+    def _encode(self, docs: list[Document]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Each document's language code, centroid codes and packed residuals (recorded encoder, built codec)."""
         if self._encoder is None:
             self._encoder = open_token_encoder(self.details)
         encoded = self._encoder.encode_documents([multivector_text(d) for d in docs], [d.lang for d in docs])
+        items = []
         for doc, matrix in zip(docs, encoded, strict=True):
             vectors = np.asarray(matrix, dtype=np.float16)  # as the writer keeps them before compressing
             if len(vectors) == 0:
                 vectors = np.zeros((1, self.codec.dim), dtype=np.float16)
             codes, packed = self.codec.compress(vectors)
-            self._batch.add(doc.id, (self._lang_codes.code(doc.lang), codes, packed))
+            items.append((self._lang_codes.code(doc.lang), codes, packed))
+        return items
 
     def close(self) -> dict[str, Any]:
         """Write the channel without the deleted documents and with the new ones; return the new details."""
+        self._check_open()
         self._closed = True
         batch = self._batch
         if batch.changed:
@@ -96,7 +89,3 @@ class MultiVectorUpdater(ChannelUpdater):
             self.details["tokens"] = int(offsets[-1])
             self.details["tokens_per_document"] = round(int(offsets[-1]) / max(1, len(docids)), 2)
         return self.details
-
-    def abort(self) -> None:
-        """Discard the batch (nothing was written)."""
-        self._closed = True

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import ChannelWriter, positive_int
+from xlir.indexing.channels.base import ChunkedWriter, positive_int
 from xlir.indexing.channels.files import write_files
 from xlir.indexing.channels.language_codes import DocumentLanguages, LanguageCodes
 from xlir.indexing.channels.multivector.codec import (
@@ -49,7 +49,7 @@ def _positive_int(config: dict[str, Any], key: str, default: int, minimum: int =
     return positive_int(config, key, default, channel="multivector", minimum=minimum)
 
 
-class MultiVectorWriter(ChannelWriter):
+class MultiVectorWriter(ChunkedWriter):
     """Channel writer for late interaction: encodes each document's tokens, compresses them on ``close``.
 
     ``config`` is :class:`xlir.indexing.config.MultiVectorConfig` as a dict. ``encoder`` replaces the one the
@@ -57,9 +57,11 @@ class MultiVectorWriter(ChannelWriter):
     searcher rebuild it).
     """
 
+    channel = "multivector"
+    chunk_size = CHUNK_TEXTS
+
     def __init__(self, directory: Path, config: dict[str, Any], encoder: TokenEncoder | None = None) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        super().__init__(directory)
         self.config = dict(config)
         self.nbits = _positive_int(self.config, "nbits", 2)
         if self.nbits not in NBITS:
@@ -67,34 +69,30 @@ class MultiVectorWriter(ChannelWriter):
         self.n_centroids = _positive_int(self.config, "centroids", 0, minimum=0)
         self.kmeans_iters = _positive_int(self.config, "kmeans_iters", 10)
         self.encoder = encoder if encoder is not None else open_token_encoder(self.config)
-        self._texts: list[str] = []
-        self._text_langs: list[str | None] = []
         self._vectors: list[np.ndarray] = []
-        self._docids: list[str] = []
         self._langs: list[int] = []
         self._lang_codes = LanguageCodes(channel="multivector")
-        self._encode_seconds = 0.0
-        self._closed = False
 
-    def add(self, doc: Document) -> None:
-        """Queue one document; its text is encoded with the next full chunk."""
-        if self._closed:
-            raise RuntimeError("this multivector writer is closed; open a new one to index more documents.")
-        self._docids.append(doc.id)
-        self._langs.append(self._lang_codes.code(doc.lang))
-        self._texts.append(multivector_text(doc))
-        self._text_langs.append(doc.lang)
-        if len(self._texts) >= CHUNK_TEXTS:
-            self._flush()
+    def _encode(self, docs: list[Document]) -> list[np.ndarray]:
+        return self.encoder.encode_documents(
+            [multivector_text(doc) for doc in docs], [doc.lang for doc in docs]
+        )
+
+    def _keep(self, docs: list[Document], encoded: list[np.ndarray]) -> None:
+        self._langs.extend(self._lang_codes.code(doc.lang) for doc in docs)
+        for doc, matrix in zip(docs, encoded, strict=True):
+            if (
+                len(matrix) == 0
+            ):  # nothing but special tokens: keep one zero row so every document has a token
+                log.warning(
+                    "document text %r has no token vectors; it will rank last", multivector_text(doc)[:40]
+                )
+                matrix = np.zeros((1, self.encoder.dim), dtype=np.float32)
+            self._vectors.append(np.asarray(matrix, dtype=np.float16))
 
     def close(self) -> dict[str, Any]:
         """Encode what is left, compress every token vector, write the channel; return the manifest details."""
-        if self._closed:
-            raise RuntimeError("this multivector writer is already closed.")
-        self._flush()
-        self._closed = True
-        if not self._docids:
-            raise ValueError("the multivector channel received no documents; there is nothing to index.")
+        count = self._finish()
         started = time.perf_counter()
         lengths = np.asarray([len(v) for v in self._vectors], dtype=np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -119,7 +117,6 @@ class MultiVectorWriter(ChannelWriter):
         )
         tokens = TokenStore.build(codes, packed, offsets, k, documents)
         write_files(self.directory, {**codec_files(codec), **tokens.files()})
-        count = len(self._docids)
         token_bytes = codec.bytes_per_token + np.dtype(code_dtype).itemsize
         return {
             **self.encoder.describe(),
@@ -136,22 +133,6 @@ class MultiVectorWriter(ChannelWriter):
             "fp16_bytes_per_token": int(codec.dim * 2),
             "compression_ratio": round(codec.dim * 2 / token_bytes, 2),
             "reconstruction_cosine": round(error, 4),
-            "encode_seconds": round(self._encode_seconds, 3),
-            "docs_per_second": round(count / self._encode_seconds, 2) if self._encode_seconds > 0 else None,
+            **self._encode_stats(count),
             "index_seconds": round(time.perf_counter() - started, 3),
         }
-
-    def _flush(self) -> None:
-        if not self._texts:
-            return
-        started = time.perf_counter()
-        encoded = self.encoder.encode_documents(self._texts, self._text_langs)
-        self._encode_seconds += time.perf_counter() - started
-        for text, matrix in zip(self._texts, encoded, strict=True):
-            if (
-                len(matrix) == 0
-            ):  # nothing but special tokens: keep one zero row so every document has a token
-                log.warning("document text %r has no token vectors; it will rank last", text[:40])
-                matrix = np.zeros((1, self.encoder.dim), dtype=np.float32)
-            self._vectors.append(np.asarray(matrix, dtype=np.float16))
-        self._texts, self._text_langs = [], []

@@ -8,18 +8,18 @@ from typing import Any
 import numpy as np
 from scipy import sparse as sp
 
-from xlir.indexing.channels.base import ChannelUpdater
+from xlir.indexing.channels.base import PositionalUpdater
 from xlir.indexing.channels.files import directory_bytes
 from xlir.indexing.channels.sparse.store import SparseStore
 from xlir.indexing.channels.sparse.writer import l2_normalize_rows, sparse_text
 from xlir.indexing.documents import Document
-from xlir.indexing.filecommit import commit_files, recover
+from xlir.indexing.filecommit import commit_files
 from xlir.indexing.pending import PendingBatch
 from xlir.models.encoders.sparse import encoder_for_index
 from xlir.models.encoders.sparse_base import SparseModelError
 
 
-class SparseUpdater(ChannelUpdater):
+class SparseUpdater(PositionalUpdater[tuple[str | None, sp.csr_matrix]]):
     """Incremental updates of a built sparse channel (the :class:`xlir.indexing.channels.base.ChannelUpdater` protocol).
 
     New documents are encoded with the encoder the manifest details record (``model``, ``doc_top_k``,
@@ -36,29 +36,17 @@ class SparseUpdater(ChannelUpdater):
     def __init__(
         self, directory: Path | str, details: dict[str, Any], config: dict[str, Any] | None = None
     ) -> None:
-        self.directory = Path(directory)
-        recover(self.directory)
-        self.details = dict(details)
+        super().__init__(directory, details, config)
         store = SparseStore.load(self.directory, self.details)
         self._postings: sp.csr_matrix = store.postings
         self._docids: list[str] = store.docids
         self._langs: list[str | None] = store.langs
         self.normalize = bool(self.details.get("normalize", False))
-        self._batch: PendingBatch[tuple[str | None, sp.csr_matrix]] = PendingBatch(self._docids)
+        self._batch = PendingBatch(self._docids)
         self._encoder: Any = None
-        self._closed = False
 
-    def delete(self, ids: list[str]) -> None:
-        """Forget the documents with these ids (ids the channel does not hold are ignored)."""
-        self._check_open()
-        self._batch.delete(ids)
-
-    def add(self, docs: list[Document]) -> None:
-        """Encode ``docs`` as the writer did; an id the channel already holds is replaced."""
-        self._check_open()
-        if not docs:
-            return
-        self.delete([doc.id for doc in docs])
+    def _encode(self, docs: list[Document]) -> list[tuple[str | None, sp.csr_matrix]]:
+        """Each document's language and row, encoded (and normalized) as the writer did."""
         if self._encoder is None:
             self._encoder = encoder_for_index(self.details)
             if self._encoder.dim != self._postings.shape[0]:
@@ -71,8 +59,7 @@ class SparseUpdater(ChannelUpdater):
         if self.normalize:
             vectors = l2_normalize_rows(vectors)
         vectors = vectors.astype(np.float32)
-        for row, doc in enumerate(docs):
-            self._batch.add(doc.id, (doc.lang, vectors[row]))
+        return [(doc.lang, vectors[row]) for row, doc in enumerate(docs)]
 
     def close(self) -> dict[str, Any]:
         """Rewrite the postings without the deleted documents and with the new ones; return new details."""
@@ -101,7 +88,7 @@ class SparseUpdater(ChannelUpdater):
 
     def abort(self) -> None:
         """Discard the batch (nothing was written)."""
-        self._closed = True
+        super().abort()
         self._release()
 
     def _release(self) -> None:
@@ -109,10 +96,6 @@ class SparseUpdater(ChannelUpdater):
         if callable(close):
             close()
         self._encoder = None
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("SparseUpdater used after close()/abort(); open a new updater")
 
 
 def update_postings(

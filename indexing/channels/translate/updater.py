@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.channels.base import ChannelUpdater
+from xlir.indexing.channels.base import StagedUpdater
 from xlir.indexing.channels.bm25.analyzers import analyzer_for
 from xlir.indexing.channels.bm25.store import subindex_name
 from xlir.indexing.channels.bm25.updater import BM25Updater
@@ -13,10 +13,10 @@ from xlir.indexing.channels.translate.store import LANGS_FILE, UNKNOWN_LANG, lan
 from xlir.indexing.channels.translate.writer import DocumentTranslator, translate_settings
 from xlir.indexing.documents import Document
 from xlir.indexing.errors import IndexIncompleteError
-from xlir.indexing.filecommit import commit_files, recover
+from xlir.indexing.filecommit import commit_files
 
 
-class TranslatedUpdater(ChannelUpdater):
+class TranslatedUpdater(StagedUpdater):
     """Incremental updates of a built translate channel (the ``ChannelUpdater`` protocol).
 
     New documents are translated exactly as the writer translated them (same target, engine, models and
@@ -29,11 +29,9 @@ class TranslatedUpdater(ChannelUpdater):
     def __init__(
         self, directory: Path | str, details: dict[str, Any], config: dict[str, Any] | None = None
     ) -> None:
-        self.directory = Path(directory)
-        recover(self.directory)
-        self.details = dict(details)
+        super().__init__(directory, details, config)
         target, engine, models = translate_settings(self.details)
-        policy = str((config or {}).get("untranslatable", "keep"))
+        policy = str(self.config.get("untranslatable", "keep"))
         self.translator = DocumentTranslator(target, engine, models, policy)
         self._path = str(self.details.get("path", subindex_name(target)))
         langs_file = self.directory / LANGS_FILE

@@ -23,14 +23,7 @@ from typing import Any
 from xlir.indexing.channels.base import ChannelWriter
 from xlir.indexing.channels.bm25.analyzers import analyzer_for
 from xlir.indexing.channels.bm25.java import ensure_jvm
-from xlir.indexing.channels.bm25.store import (
-    BATCH_SIZE,
-    LuceneSubIndex,
-    bm25_params,
-    count_documents,
-    loss_message,
-    subindex_name,
-)
+from xlir.indexing.channels.bm25.store import BATCH_SIZE, LuceneSubIndex, bm25_params, subindex_name
 from xlir.indexing.channels.files import write_files
 from xlir.indexing.channels.translate.store import UNKNOWN_LANG, langs_files
 from xlir.indexing.documents import Document
@@ -188,9 +181,7 @@ class TranslatedWriter(ChannelWriter):
             self._index([], flush=True)
         finally:
             self._sub.indexer.close()
-        count = count_documents(self._sub.path)
-        if count != self._sub.added:
-            raise RuntimeError(loss_message(self._sub.path.name, self._sub.analyzer, self._sub.added, count))
+        count = self._sub.verified_count()
         write_files(self.directory, langs_files(self._langs))
         if self.translator.untranslated:
             logger.warning(
