@@ -26,6 +26,7 @@ from xlir.indexing.config import IndexConfig
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import CorpusError, Document
 from xlir.indexing.errors import ConfigError
+from xlir.indexing.fields import FieldInference, FieldValueError, check_fields, field_rows
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def build_index(
     if unknown:
         raise ConfigError(f"unknown channel(s) {unknown}; known channels: {sorted(CHANNELS)}")
     skipped = skipped if skipped is not None else Counter()
+    declared = check_fields(config.fields)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -68,8 +70,10 @@ def build_index(
     try:
         writers = {c: open_writer(c, staging / c, config.channel_config(c)) for c in config.channels}
         store = DocStore.in_directory(staging, create=True)
+        store.declare_fields(declared)
+        inference = FieldInference(declared)
         seconds = dict.fromkeys(writers, 0.0)
-        count = _ingest(documents, config, writers, seconds, store, skipped, on_progress)
+        count = _ingest(documents, config, writers, seconds, store, skipped, on_progress, inference)
         if count == 0:
             raise CorpusError(
                 "corpus",
@@ -83,6 +87,8 @@ def build_index(
             channels[name]["build_seconds"] = round(seconds[name] + time.perf_counter() - start, 3)
             channels[name]["bytes"] = directory_bytes(staging / name)
         languages = store.language_counts()
+        store.declare_fields(inference.fields())
+        fields = store.fields
         store.close()
         manifest = Manifest(
             config=config.to_dict(),
@@ -91,6 +97,7 @@ def build_index(
             languages=languages,
             sources=[str(s) for s in sources],
             skipped=dict(skipped),
+            fields=fields,
             build_seconds=round(time.perf_counter() - started, 3),
         )
         manifest.write(staging)
@@ -109,12 +116,15 @@ def _ingest(
     store: DocStore,
     skipped: Counter[str],
     on_progress: Callable[[int], None] | None,
+    inference: FieldInference,
 ) -> int:
     """Check, route and write every document, a batch of :data:`_BATCH` at a time; returns the count.
 
-    Each batch is checked document by document (id, text, duplicates: the build stops at the first bad
-    one, naming it), then handed whole to each writer (``add_many``) and to the docstore.
+    Each batch is checked document by document (id, text, duplicates, values of declared fields: the build
+    stops at the first bad one, naming it), then handed whole to each writer (``add_many``) and to the
+    docstore. The metadata of undeclared keys is watched by ``inference``.
     """
+    declared = store.fields
     seen: dict[str, str] = {}
     skip_duplicates = config.on_error == "skip"
     count = 0
@@ -138,7 +148,12 @@ def _ingest(
                 seen[docid] = doc.origin or f"document #{position}"
             elif not _accept_or_raise(doc, position, seen, skip_duplicates, skipped):
                 continue
-            accepted.append(doc if doc.lang else _with_language(doc, config))
+            doc = doc if doc.lang else _with_language(doc, config)
+            if doc.metadata:
+                if declared and not _fields_fit(doc, declared, seen, skip_duplicates, skipped):
+                    continue
+                inference.observe(doc.metadata)
+            accepted.append(doc)
         if not accepted:
             continue
         for name, writer in writers.items():
@@ -182,6 +197,23 @@ def _accept_or_raise(
             reason="duplicate_id",
         )
     seen[doc.id] = where  # a str subclass id or text: valid, only not on the fast path
+    return True
+
+
+def _fields_fit(
+    doc: Document, declared: dict[str, str], seen: dict[str, str], skip: bool, skipped: Counter[str]
+) -> bool:
+    """Whether the values of ``doc``'s declared fields fit their types; raise (or skip and count) if not."""
+    try:
+        for _ in field_rows(doc.metadata, declared, docid=doc.id, where=seen[doc.id]):
+            pass
+    except FieldValueError as exc:
+        if not skip:
+            raise
+        del seen[doc.id]
+        skipped[exc.reason] += 1
+        log.warning("skipped %s", exc)
+        return False
     return True
 
 

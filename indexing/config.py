@@ -63,19 +63,23 @@ class _IndexConfigMethods:
             channels=tuple(data.get("channels", ("bm25",))),
             **sections,
             language=LanguageConfig(**data.get("language", {})),
+            fields=dict(data.get("fields") or {}),
             on_error=data.get("on_error", "stop"),
         )
 
 
 #: Everything an index build needs besides the corpus: ``channels`` to build, one section per registered
-#: channel (``bm25``, ``dense``, ...), ``language`` and ``on_error`` ("stop" at the first bad corpus
-#: line, or "skip" it and count it in the manifest). A frozen dataclass; field order = manifest order.
+#: channel (``bm25``, ``dense``, ...), ``language``, ``fields`` (declared metadata fields, name -> type, see
+#: :mod:`xlir.indexing.fields`; the build infers the others and records all in ``Manifest.fields``) and
+#: ``on_error`` ("stop" at the first bad corpus line, or "skip" it and count it in the manifest).
+#: A frozen dataclass; field order = manifest order.
 IndexConfig = make_dataclass(
     "IndexConfig",
     [
         ("channels", tuple[str, ...], field(default=("bm25",))),
         *((name, spec.settings, field(default_factory=spec.settings)) for name, spec in CHANNELS.items()),
         ("language", LanguageConfig, field(default_factory=LanguageConfig)),
+        ("fields", dict[str, str], field(default_factory=dict)),
         ("on_error", OnError, field(default="stop")),
     ],
     bases=(_IndexConfigMethods,),

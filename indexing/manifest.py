@@ -52,6 +52,9 @@ class Manifest:
     languages: dict[str, int]
     sources: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: the typed metadata fields the index has (declared and inferred), name -> type; ``lang`` is always
+    #: a keyword field besides these. {} for an index built before fields existed (rebuild to filter).
+    fields: dict[str, str] = field(default_factory=dict)
     build_seconds: float = 0.0
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     libraries: dict[str, str] = field(default_factory=library_versions)

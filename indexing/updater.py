@@ -22,6 +22,9 @@ Design
   interrupted process, in order. Replay is safe because both operations are idempotent: an upsert
   deletes its ids before adding them, a delete of an absent id does nothing, and each channel
   recomputes its manifest details from what is on disk.
+* **Fields.** The docstore's typed field values change in the same transaction as its documents. The
+  field types are fixed at build (``Manifest.fields``): a value that does not fit is refused before the
+  batch is journaled, and a metadata key that is not a field of the index is kept as metadata only.
 * **One writer at a time.** Batches are serialized by a lock within the process and an ``flock`` on
   ``.update.lock`` across processes. Searchers opened before a batch keep seeing the state they opened
   (Lucene readers are point-in-time); :meth:`xlir.retrieval.searcher.Searcher.reload` opens the new state.
@@ -46,6 +49,7 @@ from xlir.indexing.channels.base import UpdateNotSupportedError, open_updater, u
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import Document
+from xlir.indexing.fields import FieldValueError, field_rows
 from xlir.indexing.filecommit import atomic_write_text, fsync
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
@@ -155,6 +159,8 @@ class IndexUpdater:
                     )
                 except ValueError as exc:
                     raise UpdateError(f"{where}: {exc}") from exc
+            if doc.metadata and self.manifest.fields:
+                _check_fields(doc, self.manifest.fields, where)
             prepared.append(_with_language(doc, self._config))
         return prepared
 
@@ -247,6 +253,20 @@ class IndexUpdater:
         return UpdateReport(
             "delete", deleted=len(present), missing=missing, documents=count, languages=languages
         )
+
+
+def _check_fields(doc: Document, fields: dict[str, str], where: str) -> None:
+    """Raise :class:`FieldValueError` if a value of ``doc`` does not fit the index's field types."""
+    try:
+        for _ in field_rows(doc.metadata, fields):
+            pass
+    except FieldValueError as exc:
+        raise FieldValueError(
+            where,
+            exc.problem,
+            "Fix the value: the index's field types were fixed when it was built (see `xlir index info`)",
+            exc.reason,
+        ) from None
 
 
 def _doc_to_json(doc: Document) -> dict[str, Any]:

@@ -136,7 +136,14 @@ def interpolate(
     return normalized_fusion([a, b], weights=weights, method=method, source=source, limit=limit)
 
 
-def language_slots(base: Ranking, fused: Ranking, lang: str, source: str | None = None) -> Ranking:
+def language_slots(
+    base: Ranking,
+    fused: Ranking,
+    lang: str,
+    source: str | None = None,
+    *,
+    scores: Literal["own", "slot"] = "own",
+) -> Ranking:
     """``base``'s order of languages, with ``lang``'s places filled in ``fused``'s order.
 
     ``base`` is the fusion of the language-neutral channels (dense, sparse, multivector); ``fused`` the
@@ -147,21 +154,36 @@ def language_slots(base: Ranking, fused: Ranking, lang: str, source: str | None 
     with ``fused``'s ``lang`` documents: the lexical evidence decides *which* ``lang`` documents and in what
     order, not how many. ``lang`` documents only ``fused`` found beyond those places follow at the end.
     When every document is in ``lang`` the result is ``fused``'s order; when none is, ``base``'s. Each hit
-    keeps the place's score from ``base`` (scores stay non-increasing) and its sources from ``fused``.
+    keeps its sources from ``fused``.
+
+    ``scores="own"`` (the default): each hit's score is that document's own score in ``fused`` (what a
+    person reads next to it); the order is the slots' order, so a score may exceed the one above it.
+    ``scores="slot"``: each hit takes the score of its place in ``base`` (non-increasing; documents past
+    the places a hair below the last), for readers that take the order from the scores: run files
+    (trec_eval re-sorts by score) and the score interpolation of the rerank stage.
     """
+    if scores not in ("own", "slot"):
+        raise ValueError(f"scores must be 'own' or 'slot', got {scores!r}")
+    own = {hit.docid: hit.score for hit in reversed(fused.hits)}  # the first occurrence wins
     mine = [hit for hit in fused.hits if hit.lang == lang]
     if not mine:
-        return Ranking(source or base.source, base.hits)
+        hits = base.hits
+        if scores == "own":
+            hits = tuple(Hit(h.docid, own.get(h.docid, h.score), h.lang, h.sources) for h in hits)
+        return Ranking(source or base.source, hits)
     taken = iter(mine)
-    hits: list[Hit] = []
+    slotted: list[Hit] = []
     for slot in base.hits:
         hit = next(taken, None) if slot.lang == lang else slot
         if hit is not None:
-            hits.append(Hit(hit.docid, slot.score, hit.lang, hit.sources))
-    last = hits[-1].score if hits else 0.0
+            score = own.get(hit.docid, hit.score) if scores == "own" else slot.score
+            slotted.append(Hit(hit.docid, score, hit.lang, hit.sources))
+    last = slotted[-1].score if slotted else 0.0
     for i, hit in enumerate(taken, start=1):
-        hits.append(Hit(hit.docid, last - i * 1e-9, hit.lang, hit.sources))
-    return Ranking(source or fused.source, tuple(hits))
+        slotted.append(
+            Hit(hit.docid, hit.score if scores == "own" else last - i * 1e-9, hit.lang, hit.sources)
+        )
+    return Ranking(source or fused.source, tuple(slotted))
 
 
 class _Evidence:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,25 @@ from xlir.indexing.channels import CHANNELS
 from xlir.indexing.channels.base import ChannelSearcher, open_searcher
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import Document, document_text
+from xlir.indexing.fields import LANG_FIELD
+from xlir.indexing.filters import And, Filter, Terms
 from xlir.indexing.manifest import Manifest
-from xlir.indexing.ranking import ChannelScore, Ranking
+from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 from xlir.models.rerankers.base import Reranker
+from xlir.retrieval.matching import (
+    ID,
+    MATCH_DEPTH,
+    MAX_MATCH_DEPTH,
+    SCORE,
+    check_facets,
+    check_histograms,
+    check_sort,
+    index_fields,
+    is_relevance_order,
+    matched_over,
+    resolve_filter,
+    sort_docids,
+)
 from xlir.retrieval.query import (
     LEXICAL_SCOPE_CONFIDENCE,
     REPORTED_LANGUAGE_CONFIDENCE,
@@ -31,7 +48,7 @@ from xlir.retrieval.query import (
     check_fusion,
     check_langs,
 )
-from xlir.retrieval.rerank import rerank_status
+from xlir.retrieval.rerank import RERANK_SOURCE, rerank_status
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,16 @@ class SearchResult:
     hits: list[SearchHit] = field(default_factory=list)
     #: "reranked" (the top rerank_k all rescored), "partial" (the time budget ran out first) or "none".
     rerank: str = "none"
+    #: How many documents matched (see ``matched_over``), and whether that is exact ("eq") or a lower
+    #: bound ("gte").
+    total: int = 0
+    total_relation: str = "eq"
+    #: field -> (value, count) for the most frequent values among the matches.
+    facets: dict[str, list[tuple[Any, int]]] = field(default_factory=dict)
+    #: field -> (bucket key, count) over the matches; a date field's keys are ISO dates.
+    histograms: dict[str, list[tuple[Any, int]]] = field(default_factory=dict)
+    #: One sentence saying what "match" meant for this search.
+    matched_over: str = ""
 
 
 class Searcher:
@@ -120,7 +147,7 @@ class Searcher:
 
     def search(
         self,
-        query: str,
+        query: str | None,
         k: int = 10,
         langs: Collection[str] | None = None,
         channels: Sequence[str] | None = None,
@@ -132,37 +159,145 @@ class Searcher:
         rerank: bool = False,
         rerank_k: int = 100,
         rerank_budget_s: float | None = None,
+        filter: Filter | Mapping[str, Any] | None = None,  # noqa: A002  (the API's name)
+        sort: Sequence[tuple[str, str]] | None = None,
+        facets: Sequence[str] = (),
+        histograms: Mapping[str, float] | None = None,
+        match_depth: int = MATCH_DEPTH,
+        facet_size: int = 10,
     ) -> SearchResult:
-        """Search and return hits with their documents, and the detected query language.
+        """Search and return hits with their documents, the detected query language, and what matched.
 
         ``offset`` skips the first hits (pagination): hits ``offset + 1 .. offset + k`` are returned,
         ranked by their position in the whole list. Fusion options as in :meth:`ranking`.
         ``rerank``: rerank the fused top ``rerank_k`` (at least ``k + offset``) with this searcher's
         reranker within ``rerank_budget_s`` seconds (None = no limit); see :meth:`rerank_ranking`.
+
+        ``filter`` (a :data:`xlir.indexing.filters.Filter` or its Elasticsearch query-DSL form) keeps
+        documents by their fields; every channel applies it during retrieval. ``sort``: ``[("year",
+        "desc"), ("_score", "desc")]`` (default: relevance). ``facets``: fields (``lang`` included) whose
+        ``facet_size`` most frequent values are counted; ``histograms``: field -> bucket interval (days
+        for a date field). Counts and ``total`` are over the search's matches (:mod:`xlir.retrieval.matching`):
+        the fused candidates down to ``match_depth``; with no query text (None or empty) and a filter, a
+        browse of exactly what the filter keeps.
         """
         if offset < 0:
             raise QueryError(f"offset must be 0 or more (got {offset}).")
+        if isinstance(match_depth, bool) or not 1 <= match_depth <= MAX_MATCH_DEPTH:
+            raise QueryError(f"match_depth must be within 1..{MAX_MATCH_DEPTH} (got {match_depth}).")
+        if facet_size < 1:
+            raise QueryError(f"facet_size must be 1 or more (got {facet_size}).")
+        fields = index_fields(self.manifest.fields)
+        resolved = resolve_filter(filter, fields)
+        order = check_sort(sort, fields)
+        wanted_facets = check_facets(facets, fields)
+        wanted_histograms = check_histograms(histograms, fields)
+        wanted = check_channels(channels, self.channels)
+        browse = query is None or (isinstance(query, str) and not query.strip() and resolved is not None)
+        if browse:
+            if rerank:
+                raise QueryError("rerank needs query text; a search without one (a browse) has no relevance.")
+            return self._browse(
+                resolved, k, offset, langs, wanted, order, wanted_facets, wanted_histograms, facet_size
+            )
+        if rerank and not is_relevance_order(order):
+            raise QueryError(
+                f"rerank reorders by relevance; sorting by {order[0][0]!r} ignores it: drop one of them."
+            )
         depth = max(k + offset, rerank_k) if rerank else k + offset
         checked = Query.checked(query, depth)
+        allowed = None if resolved is None else self.docstore.matching(resolved)
         fusion_options = {"fusion": fusion, "rrf_k": rrf_k, "weights": weights}
-        ranking = self._ranking(checked, depth, langs, channels, **fusion_options)
+        found = self._candidates(checked, depth, match_depth, langs, channels, allowed, **fusion_options)
+        ranking = found.ranking
         if rerank:
             ranking = self.rerank_ranking(checked, ranking, rerank_k=rerank_k, budget_s=rerank_budget_s).top(
                 k + offset
             )
-        page = ranking.hits[offset:]
-        docs = self.docstore.get_many(hit.docid for hit in page)
-        hits = [
-            _hit(rank, hit.docid, hit.score, hit.sources, docs.get(hit.docid))
-            for rank, hit in enumerate(page, start=offset + 1)
-        ]
+        matched = [hit.docid for hit in found.matched]
+        own = dict(found.own)
+        if is_relevance_order(order):
+            page_hits = [(hit.docid, _shown_score(hit, own), hit.sources) for hit in ranking.hits[offset:]]
+        else:
+            by_id = {hit.docid: hit for hit in found.matched}
+            ordered = sort_docids(matched, order, lambda name: self.docstore.field_values(matched, name))
+            page_hits = [
+                (d, own.get(d, by_id[d].score), by_id[d].sources) for d in ordered[offset : offset + k]
+            ]
+        total = len(matched)
         return SearchResult(
             query=query,
             query_lang=checked.language(REPORTED_LANGUAGE_CONFIDENCE),
-            channels=check_channels(channels, self.channels),
-            hits=hits,
+            channels=wanted,
+            hits=self._hits(page_hits, offset),
             rerank=rerank_status(ranking),
+            total=total,
+            total_relation="eq" if found.exhausted else "gte",
+            facets={name: self.docstore.facet_counts(matched, name, facet_size) for name in wanted_facets},
+            histograms={
+                name: self.docstore.histogram(matched, name, interval)
+                for name, interval in wanted_histograms.items()
+            },
+            matched_over=matched_over(
+                browse=False,
+                depth=match_depth,
+                channels=wanted,
+                filtered=resolved is not None,
+                exhausted=found.exhausted,
+                total=total,
+            ),
         )
+
+    def _browse(
+        self,
+        resolved: Filter | None,
+        k: int,
+        offset: int,
+        langs: Collection[str] | None,
+        channels: list[str],
+        order: list[tuple[str, str]],
+        facets: list[str],
+        histograms: Mapping[str, float],
+        facet_size: int,
+    ) -> SearchResult:
+        """No query text: the documents ``resolved`` (and ``langs``) keep, in ``order`` (default: id)."""
+        lang_filter = check_langs(langs, self.manifest.languages)
+        if lang_filter is not None:
+            by_lang = Terms(LANG_FIELD, tuple(sorted(lang_filter)))
+            resolved = by_lang if resolved is None else And((resolved, by_lang))
+        matched = sorted(self.docstore.matching(resolved))
+        sort = [(name, direction) for name, direction in order if name != SCORE] or [(ID, "asc")]
+        ordered = sort_docids(matched, sort, lambda name: self.docstore.field_values(matched, name))
+        return SearchResult(
+            query="",
+            query_lang=None,
+            channels=channels,
+            hits=self._hits([(d, 0.0, {}) for d in ordered[offset : offset + k]], offset),
+            total=len(matched),
+            total_relation="eq",
+            facets={name: self.docstore.facet_counts(matched, name, facet_size) for name in facets},
+            histograms={
+                name: self.docstore.histogram(matched, name, interval)
+                for name, interval in histograms.items()
+            },
+            matched_over=matched_over(
+                browse=True,
+                depth=len(matched),
+                channels=channels,
+                filtered=resolved is not None,
+                exhausted=True,
+                total=len(matched),
+            ),
+        )
+
+    def _hits(
+        self, page: Sequence[tuple[str, float, Mapping[str, ChannelScore]]], offset: int
+    ) -> list[SearchHit]:
+        docs = self.docstore.get_many(docid for docid, _, _ in page)
+        return [
+            _hit(rank, docid, score, sources, docs.get(docid))
+            for rank, (docid, score, sources) in enumerate(page, start=offset + 1)
+        ]
 
     def ranking(
         self,
@@ -213,7 +348,68 @@ class Searcher:
                 )
         if not fused:
             return rankings[0].top(k)
-        return self._fuse_channels(rankings, wanted, query, fusion, rrf_k, weights).top(k)
+        return self._fuse_channels(rankings, wanted, query, fusion, rrf_k, weights)[0].top(k)
+
+    def _candidates(
+        self,
+        query: Query,
+        k: int,
+        match_depth: int,
+        langs: Collection[str] | None,
+        channels: Sequence[str] | None,
+        allowed: AbstractSet[str] | None,
+        *,
+        fusion: str,
+        rrf_k: int,
+        weights: Mapping[str, float] | None,
+    ) -> _Candidates:
+        """The top ``k`` as :meth:`ranking` fuses them, and the deeper candidate list "match" counts.
+
+        Each channel is searched once, ``max(k, match_depth)`` deep (at least 100 when fused); the hits
+        are the fusion of each channel's top ``max(k, 100)`` (as :meth:`ranking` and eval have them), the
+        matches the fusion of the whole lists cut to ``match_depth``.
+        """
+        wanted = check_channels(channels, self.channels)
+        lang_filter = check_langs(langs, self.manifest.languages)
+        check_fusion(fusion, rrf_k, weights, wanted)
+        fused = len(wanted) > 1
+        depth = max(k, 100) if fused else k
+        deep = max(depth, match_depth)
+        restricted = {} if allowed is None else {"allowed": allowed}
+        rankings = []
+        exhausted = True
+        for name in wanted:
+            scope = self._scope(name, lang_filter, query, fused)
+            if (scope is not None and not scope) or (allowed is not None and not allowed):
+                rankings.append(Ranking(source=name))
+                continue
+            found = self._channels[name].search(
+                query.text, deep, scope, query_lang=self._detected(name, query), **restricted
+            )
+            exhausted = exhausted and len(found) < deep
+            rankings.append(found)
+        if not fused:
+            whole, own = rankings[0], {}
+            top = whole.top(k)
+        else:
+            heads = [Ranking(r.source, r.hits[:depth]) for r in rankings]
+            head, top_own = self._fuse_channels(heads, wanted, query, fusion, rrf_k, weights)
+            top = head.top(k)
+            whole, own = (
+                (head, top_own)
+                if deep == depth
+                else self._fuse_channels(rankings, wanted, query, fusion, rrf_k, weights)
+            )
+            own = {**own, **top_own}  # the page shows the scores of the fusion it was ranked by
+        matched = tuple(
+            Hit(h.docid, own.get(h.docid, h.score), h.lang, h.sources) for h in whole.hits[:match_depth]
+        )
+        return _Candidates(
+            ranking=top,
+            own=own,
+            matched=matched,
+            exhausted=exhausted and len(whole) <= match_depth,
+        )
 
     def rankings(
         self,
@@ -268,7 +464,7 @@ class Searcher:
         return {
             qid: self._fuse_channels(
                 [rankings[i] for rankings in per_channel], wanted, checked[i], "rrf", 60, None
-            ).top(k)
+            )[0].top(k)
             for i, qid in enumerate(qids)
         }
 
@@ -373,25 +569,31 @@ class Searcher:
         fusion: str,
         rrf_k: int,
         weights: Mapping[str, float] | None,
-    ) -> Ranking:
+    ) -> tuple[Ranking, dict[str, float]]:
         """Fuse one query's channel rankings; a lexical channel kept to the query's language only reorders
-        the places that language holds in the other channels' fusion (:func:`xlir.retrieval.fusion.language_slots`)."""
+        the places that language holds in the other channels' fusion (:func:`xlir.retrieval.fusion.language_slots`).
+
+        Returns the ranking, its scores those of the places (non-increasing: what run files and the rerank
+        stage read the order from), and each document's own fused score where it differs (language
+        slots), which is what a hit shows.
+        """
         from xlir.retrieval.fusion import language_slots
 
         fused = _fuse(rankings, channels, fusion, rrf_k, weights)
         lexical = [CHANNELS[name].lexical for name in channels]
         if all(lexical) or not any(lexical):
-            return fused
+            return fused, {}
         query_lang = query.language(LEXICAL_SCOPE_CONFIDENCE)
         if query_lang is None:
-            return fused
+            return fused, {}
         neutral = [(r, name) for r, name, lex in zip(rankings, channels, lexical, strict=True) if not lex]
         base = (
             _fuse([r for r, _ in neutral], [name for _, name in neutral], fusion, rrf_k, weights)
             if len(neutral) > 1
             else neutral[0][0]
         )
-        return language_slots(base, fused, query_lang, source=fused.source)
+        slotted = language_slots(base, fused, query_lang, source=fused.source, scores="slot")
+        return slotted, {hit.docid: hit.score for hit in fused.hits}
 
 
 def _fuse(
@@ -409,6 +611,23 @@ def _fuse(
         r.source: float((weights or {}).get(name, 1.0)) for r, name in zip(rankings, channels, strict=True)
     }
     return normalized_fusion(rankings, weights=full, method=fusion)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """One query's first stage: the ranking its hits come from, and the deeper list "match" counts."""
+
+    ranking: Ranking  # the top k (scores: those of the places, see Searcher._fuse_channels)
+    own: Mapping[str, float]  # each document's own fused score, where it differs from ranking's
+    matched: tuple[Hit, ...]  # the fused candidates down to match_depth, with their own scores
+    exhausted: bool  # no channel had more candidates than it returned: the matches are all there are
+
+
+def _shown_score(hit: Hit, own: Mapping[str, float]) -> float:
+    """The score a hit shows: its own (reranked, or fused), never the score of the place it holds."""
+    if RERANK_SOURCE in hit.sources:
+        return hit.score
+    return own.get(hit.docid, hit.score)
 
 
 def _hit(rank: int, docid: str, score: float, sources: Any, doc: Document | None) -> SearchHit:

@@ -7,7 +7,9 @@ concurrently on uvicorn's thread pool).
 Endpoints: ``GET/POST /search`` (:mod:`xlir.server.routes_search`), ``GET /documents/{id}``,
 ``POST /documents`` and ``DELETE /documents/{id}`` (incremental updates, API key required;
 :mod:`xlir.server.routes_documents`), ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus),
-``GET /`` (the search page; :mod:`xlir.server.routes_operations`), ``GET /docs`` (OpenAPI).
+``GET /`` (the search page; :mod:`xlir.server.routes_operations`), ``GET /docs`` (Swagger UI) and
+``GET /redoc`` (ReDoc) over ``/openapi.json``, their assets bundled (``/docs-assets``, no CDN).
+Several worker processes: set ``PROMETHEUS_MULTIPROC_DIR`` (:mod:`xlir.server.metrics`).
 The index behind them, its lock and updates: :mod:`xlir.server.service`; errors: :mod:`xlir.server.errors`.
 """
 
@@ -18,8 +20,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from xlir.server import routes_documents, routes_operations, routes_search
+from xlir.server import routes_documents, routes_elasticsearch, routes_operations, routes_search
 from xlir.server.auth import ApiKeyCheck, load_api_key
 from xlir.server.errors import add_error_handlers
 from xlir.server.metrics import Metrics
@@ -77,13 +80,20 @@ def create_app(
         version="0.1.0",
         description="Cross-lingual search over one xlir index: ask in one language, find answers in another.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: routes_operations, with the assets mounted below (no CDN)
+        redoc_url=None,
     )
     app.state.index = index
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     add_error_handlers(app)
-    for routes in (routes_search, routes_documents, routes_operations):
+    for routes in (routes_search, routes_documents, routes_operations, routes_elasticsearch):
         app.include_router(routes.router)
+    app.mount(
+        routes_operations.DOCS_ASSETS_URL,
+        StaticFiles(directory=routes_operations.docs_assets()),
+        name="docs-assets",
+    )
     return app
 
 

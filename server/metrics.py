@@ -1,119 +1,214 @@
-"""Prometheus metrics of the search service, written in the plain-text exposition format (no client library).
+"""Prometheus metrics of the search service, through ``prometheus-client``.
 
-* ``xlir_http_requests_total{endpoint,method,status}``: requests served, by route template and status.
-* ``xlir_http_request_duration_seconds{endpoint}``: latency histogram per route.
-* ``xlir_search_duration_seconds{channels}``: search latency histogram per channel combination
-  (``bm25``, ``bm25+dense``, ...).
+* ``xlir_http_requests_total{endpoint,method,status}``: requests served, by route template (``/documents/{doc_id}``,
+  never the raw path; ``unmatched`` for a path no route has) and status.
+* ``xlir_http_request_duration_seconds{endpoint,method}``: latency histogram per route.
+* ``xlir_search_duration_seconds{channels}``: whole-search latency per channel combination (``bm25``,
+  ``bm25+dense``, ``bm25+rerank``, ...).
+* ``xlir_channel_search_duration_seconds{channel}``: the time each channel's searcher took within a search.
 * ``xlir_index_updates_total{operation}``, ``xlir_index_documents``: updates applied and index size.
+* ``process_*`` (CPU seconds, resident and virtual memory, open file descriptors, start time) and
+  ``python_gc_*`` / ``python_info``: from prometheus-client's default collectors.
+
+**Several worker processes** (gunicorn with uvicorn workers, or several ``xlir serve`` behind one balancer):
+set ``PROMETHEUS_MULTIPROC_DIR`` to an *empty*, writable directory shared by the workers before they start
+(wipe it between runs). Each process then writes its samples there and ``/metrics``, whichever worker
+answers, reports the sum over all of them (prometheus-client's multiprocess mode). In that mode the
+``process_*`` and ``python_*`` series and ``xlir_index_documents`` describe the worker that answered the scrape.
 """
 
 from __future__ import annotations
 
-import bisect
+import functools
+import os
 import threading
-from collections import defaultdict
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from xlir.errors import UserError
 
 #: Histogram bucket upper bounds in seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The environment variable that turns on multiprocess mode (prometheus-client's own name).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+class MetricsConfigError(UserError, ValueError):
+    """``PROMETHEUS_MULTIPROC_DIR`` is set but cannot be used."""
 
 
-class _Histogram:
-    __slots__ = ("counts", "total", "count")
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory when that mode is on, else None; :class:`MetricsConfigError` if unusable."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return None
+    if not os.path.isdir(path) or not os.access(path, os.W_OK):
+        raise MetricsConfigError(
+            f"{MULTIPROC_ENV}={path} is not a writable directory: create it (empty) before starting the "
+            "workers, or unset it to serve one process"
+        )
+    if values.ValueClass is values.MutexValue:  # prometheus_client was imported before the variable was set
+        raise MetricsConfigError(
+            f"{MULTIPROC_ENV} was set after prometheus_client was imported in this process; set it in the "
+            "environment the server starts with"
+        )
+    return path
 
-    def __init__(self) -> None:
-        self.counts = [0] * len(BUCKETS)
-        self.total = 0.0
-        self.count = 0
 
-    def observe(self, seconds: float) -> None:
-        index = bisect.bisect_left(BUCKETS, seconds)
-        if index < len(BUCKETS):
-            self.counts[index] += 1
-        self.total += seconds
-        self.count += 1
+class _IndexSize(Collector):
+    def __init__(self, documents: Callable[[], int | None]) -> None:
+        self.documents = documents
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        count = self.documents()
+        if count is not None:
+            yield GaugeMetricFamily("xlir_index_documents", "Documents in the served index.", value=count)
 
 
 class Metrics:
-    """Thread-safe counters and histograms, rendered by :meth:`render`."""
+    """The service's counters and histograms (thread-safe), and their exposition for ``GET /metrics``.
+
+    One process: each ``Metrics`` has its own registry (so several apps in one process do not collide).
+    With ``PROMETHEUS_MULTIPROC_DIR`` set: samples go to that directory and :meth:`exposition` reads them
+    all back (see the module docstring).
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._request_latency: dict[str, _Histogram] = defaultdict(_Histogram)
-        self._search_latency: dict[str, _Histogram] = defaultdict(_Histogram)
-        self._updates: dict[str, int] = defaultdict(int)
+        self.multiprocess_dir = multiprocess_dir()
+        # In multiprocess mode the metric objects register nowhere: their values live in the directory.
+        own = None if self.multiprocess_dir else CollectorRegistry(auto_describe=True)
+        self._registry = own
+        self.documents: Callable[[], int | None] = lambda: None
+        self._wrapping = threading.Lock()
+        self._requests = Counter(
+            "xlir_http_requests",
+            "HTTP requests served, by route template, method and status.",
+            ["endpoint", "method", "status"],
+            registry=own,
+        )
+        self._request_latency = Histogram(
+            "xlir_http_request_duration_seconds",
+            "HTTP request latency by route template and method.",
+            ["endpoint", "method"],
+            buckets=BUCKETS,
+            registry=own,
+        )
+        self._search_latency = Histogram(
+            "xlir_search_duration_seconds",
+            "Search latency by channel combination (fusion and reranking included).",
+            ["channels"],
+            buckets=BUCKETS,
+            registry=own,
+        )
+        self._channel_latency = Histogram(
+            "xlir_channel_search_duration_seconds",
+            "Time one channel's searcher took within a search, by channel.",
+            ["channel"],
+            buckets=BUCKETS,
+            registry=own,
+        )
+        self._updates = Counter(
+            "xlir_index_updates",
+            "Index update batches applied, by operation.",
+            ["operation"],
+            registry=own,
+        )
+        if own is not None:
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                own.register(_Forward(collector))
+            own.register(_IndexSize(lambda: self.documents()))
+
+    # -- observations ----------------------------------------------------------------------------------
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self._requests[(endpoint, method, str(status))] += 1
-            self._request_latency[endpoint].observe(seconds)
+        self._requests.labels(endpoint, method, str(status)).inc()
+        self._request_latency.labels(endpoint, method).observe(seconds)
 
     def observe_search(self, channels: list[str], seconds: float) -> None:
-        with self._lock:
-            self._search_latency["+".join(channels)].observe(seconds)
+        self._search_latency.labels("+".join(channels)).observe(seconds)
+
+    def observe_channel(self, channel: str, seconds: float) -> None:
+        self._channel_latency.labels(channel).observe(seconds)
 
     def observe_update(self, operation: str) -> None:
-        with self._lock:
-            self._updates[operation] += 1
+        self._updates.labels(operation).inc()
 
-    def render(self, documents: int | None = None) -> str:
-        """All metrics in the Prometheus text exposition format (version 0.0.4)."""
-        lines: list[str] = []
-        with self._lock:
-            lines += [
-                "# HELP xlir_http_requests_total HTTP requests served, by route, method and status.",
-                "# TYPE xlir_http_requests_total counter",
-            ]
-            for (endpoint, method, status), value in sorted(self._requests.items()):
-                labels = _labels(endpoint=endpoint, method=method, status=status)
-                lines.append(f"xlir_http_requests_total{labels} {value}")
-            _histogram(
-                lines,
-                "xlir_http_request_duration_seconds",
-                "HTTP request latency by route.",
-                "endpoint",
-                self._request_latency,
-            )
-            _histogram(
-                lines,
-                "xlir_search_duration_seconds",
-                "Search latency by channel combination.",
-                "channels",
-                self._search_latency,
-            )
-            lines += [
-                "# HELP xlir_index_updates_total Index update batches applied, by operation.",
-                "# TYPE xlir_index_updates_total counter",
-            ]
-            for operation, value in sorted(self._updates.items()):
-                lines.append(f"xlir_index_updates_total{_labels(operation=operation)} {value}")
-        if documents is not None:
-            lines += [
-                "# HELP xlir_index_documents Documents in the served index.",
-                "# TYPE xlir_index_documents gauge",
-                f"xlir_index_documents {documents}",
-            ]
-        return "\n".join(lines) + "\n"
+    # -- exposition ------------------------------------------------------------------------------------
+
+    def registry(self) -> CollectorRegistry:
+        """What a scrape reads: this process's registry, or (multiprocess) every worker's samples."""
+        if self._registry is not None:
+            return self._registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(_Forward(collector))
+        registry.register(_IndexSize(lambda: self.documents()))
+        return registry
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The scrape body and its content type (OpenMetrics when ``accept`` asks for it, else Prometheus text)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry()), content_type
+
+    # -- per-channel timing ----------------------------------------------------------------------------
+
+    def time_channels(self, searcher: Any) -> None:
+        """Time every channel searcher of ``searcher`` (an open :class:`xlir.retrieval.searcher.Searcher`).
+
+        The Searcher reports no per-channel timings, so each channel searcher's ``batch_search`` and
+        ``search`` are wrapped on the instance (its type is unchanged); the outermost call of a search is
+        timed once. Idempotent, and cheap to call before every search: channels reopened by an update
+        are new objects and get wrapped then.
+        """
+        with self._wrapping:  # concurrent searches must not wrap one channel twice
+            for name, channel in getattr(searcher, "_channels", {}).items():
+                if getattr(channel, "_xlir_timed", False):
+                    continue
+                depth = threading.local()
+                for method in ("search", "batch_search"):
+                    original = getattr(channel, method, None)
+                    if original is not None:
+                        setattr(channel, method, self._timed(name, original, depth))
+                channel._xlir_timed = True
+
+    def _timed(self, name: str, method: Callable[..., Any], depth: threading.local) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            level = getattr(depth, "level", 0)
+            depth.level = level + 1
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth.level = level
+                if level == 0:
+                    self.observe_channel(name, time.perf_counter() - started)
+
+        return timed
 
 
-def _histogram(
-    lines: list[str], name: str, help_text: str, label: str, series: dict[str, _Histogram]
-) -> None:
-    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-    for value, hist in sorted(series.items()):
-        cumulative = 0
-        for bound, count in zip(BUCKETS, hist.counts, strict=True):
-            cumulative += count
-            lines.append(f"{name}_bucket{_labels(**{label: value, 'le': repr(bound)})} {cumulative}")
-        lines.append(f"{name}_bucket{_labels(**{label: value, 'le': '+Inf'})} {hist.count}")
-        lines.append(f"{name}_sum{_labels(**{label: value})} {hist.total:.6f}")
-        lines.append(f"{name}_count{_labels(**{label: value})} {hist.count}")
+class _Forward(Collector):
+    """A default collector (process, platform, GC) added to a private registry without re-registering it."""
 
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
 
-def _labels(**labels: str) -> str:
-    def escape(value: str) -> str:
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-    return "{" + ",".join(f'{key}="{escape(str(value))}"' for key, value in labels.items()) + "}"
+    def collect(self) -> Any:
+        return self.collector.collect()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from xlir.server.errors import error_response
 from xlir.server.metrics import Metrics
+
+#: A path parameter's converter (``{doc_id:path}``), dropped from metric labels.
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")
 
 
 class _BodyTooLarge(Exception):
@@ -61,8 +65,15 @@ class BodyLimitMiddleware:
         await response({"type": "http"}, None, send)
 
 
+def route_template(scope: dict) -> str:
+    """The template of the route that served ``scope`` (``/documents/{doc_id}``, as in the OpenAPI paths), a
+    mount's prefix for static files, or ``unmatched``: never the raw path, so labels stay few."""
+    path = getattr(scope.get("route"), "path", None)
+    return _CONVERTER.sub(r"{\1}", path) if path else "unmatched"
+
+
 class MetricsMiddleware:
-    """Counts requests by route template, method and status, and times them."""
+    """Counts requests by route template, method and status, and times them (:mod:`xlir.server.metrics`)."""
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
@@ -84,8 +95,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = route_template(scope)
             self.metrics.observe_request(
                 endpoint, scope.get("method", ""), status, time.perf_counter() - started
             )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xlir.indexing.documents import Document
+from xlir.indexing.filters import Filter, parse_compact
+from xlir.retrieval.matching import MATCH_DEPTH, MAX_MATCH_DEPTH, parse_sort
 from xlir.retrieval.query import MAX_QUERY_CHARS
 from xlir.retrieval.searcher import SearchHit
 from xlir.server.snippets import QueryTerms, snippet
@@ -36,14 +38,47 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    q: str = Field(
-        min_length=1,
+    q: str | None = Field(
+        None,
         max_length=MAX_QUERY_CHARS,
-        description=f"What to search for, in any language (at most {MAX_QUERY_CHARS} characters).",
+        description=f"What to search for, in any language (at most {MAX_QUERY_CHARS} characters). "
+        "Leave it out (or empty) with a `filter` to browse the documents the filter keeps.",
         examples=["Who won Super Bowl 50?"],
     )
     k: int = Field(10, ge=1, le=MAX_K, description="Hits per page.")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Hits to skip (pagination): page 2 is offset=k.")
+    from_: int | None = Field(
+        None, alias="from", ge=0, le=MAX_OFFSET, description="Elasticsearch's name for `offset`."
+    )
+    size: int | None = Field(None, ge=1, le=MAX_K, description="Elasticsearch's name for `k`.")
+    filter: dict[str, Any] | list[str] | None = Field(
+        None,
+        description="Keep documents by their fields: an Elasticsearch query-DSL object (term, terms, range, "
+        "exists, bool, match_all), or a list of compact conditions ANDed (`year>=2000`, `venue=ACL,EMNLP`, "
+        "`venue!=ACL`, `has:doi`, `lang=de`). Every channel applies it during retrieval.",
+        examples=[{"bool": {"filter": [{"range": {"year": {"gte": 2000}}}, {"term": {"venue": "ACL"}}]}}],
+    )
+    sort: list[str] | None = Field(
+        None,
+        description="Sort keys `field:asc|desc`, `_score` (relevance, the default) or `_id`; a field sort "
+        "reorders the matched candidates.",
+        examples=[["year:desc", "_score"]],
+    )
+    facets: list[str] | None = Field(
+        None, description="Fields (`lang` included) whose most frequent values among the matches are counted."
+    )
+    facet_size: int = Field(10, ge=1, le=1000, description="Values per facet (the most frequent first).")
+    histogram: dict[str, float] | None = Field(
+        None,
+        description="field -> bucket interval over the matches (days for a date field).",
+        examples=[{"year": 10}],
+    )
+    match_depth: int = Field(
+        MATCH_DEPTH,
+        ge=1,
+        le=MAX_MATCH_DEPTH,
+        description="How deep the fused candidates go that facets and `total` count (see `matched_over`).",
+    )
     langs: list[str] | None = Field(
         None,
         description="Only documents in these languages; any code form (de, deu, de-DE) is accepted.",
@@ -77,6 +112,42 @@ class SearchRequest(BaseModel):
         description="Time budget for reranking this query, in milliseconds (default: the server's).",
     )
     explain: bool = Field(False, description="Give each hit the rank and score each channel gave it.")
+
+    @model_validator(mode="after")
+    def _resolve_aliases(self) -> SearchRequest:
+        """``from`` / ``size`` set ``offset`` / ``k``; both given and different is an error (a 422)."""
+        for alias, wire, name in (("from_", "from", "offset"), ("size", "size", "k")):
+            value = getattr(self, alias)
+            if value is None:
+                continue
+            if name in self.model_fields_set and getattr(self, name) != value:
+                raise ValueError(
+                    f"`{wire}` ({value}) and `{name}` ({getattr(self, name)}) are the same setting and differ; "
+                    "give only one of them"
+                )
+            setattr(self, name, value)
+        if not self.q and not self.filter:  # blank text is the searcher's to refuse (a 400)
+            if self.q is None:
+                raise ValueError("q: Field required: give q, or a filter to browse without a query")
+            raise ValueError("q: String should have at least 1 character (or give a filter to browse)")
+        return self
+
+    def search_options(self) -> dict[str, Any]:
+        """The keyword arguments of :meth:`xlir.retrieval.searcher.Searcher.search` beyond the query's own."""
+        return {
+            "filter": self.parsed_filter(),
+            "sort": parse_sort(self.sort) or None,
+            "facets": tuple(self.facets or ()),
+            "histograms": self.histogram,
+            "facet_size": self.facet_size,
+            "match_depth": self.match_depth,
+        }
+
+    def parsed_filter(self) -> Filter | dict[str, Any] | None:
+        """The filter: the query-DSL object as given (the searcher parses it), compact conditions parsed."""
+        if isinstance(self.filter, list):
+            return parse_compact(self.filter)
+        return self.filter
 
 
 class ChannelEvidence(BaseModel):
@@ -132,10 +203,27 @@ class SearchHitOut(BaseModel):
         )
 
 
+class TotalOut(BaseModel):
+    """The number of matches: exact (``eq``) or a lower bound (``gte``), as Elasticsearch reports it."""
+
+    value: int
+    relation: Literal["eq", "gte"]
+
+
+class FacetBucket(BaseModel):
+    value: str | int | float | bool
+    count: int
+
+
+class HistogramBucket(BaseModel):
+    key: str | float = Field(description="The bucket's lower bound (an ISO date for a date field).")
+    count: int
+
+
 class SearchResponse(BaseModel):
     """Hits for one query, and how they were found."""
 
-    query: str
+    query: str = Field(description="The query as sent; empty for a browse (a filter without query text).")
     query_lang: str | None = Field(description="The detected language of the query (None when unsure).")
     channels: list[str]
     fusion: str | None = Field(description="The fusion used; None when one channel was searched.")
@@ -149,6 +237,16 @@ class SearchResponse(BaseModel):
     )
     notices: list[str] = Field(default_factory=list)
     took_ms: float
+    total: TotalOut = Field(description="How many documents matched (see `matched_over`).")
+    facets: dict[str, list[FacetBucket]] = Field(
+        default_factory=dict, description="field -> its most frequent values among the matches."
+    )
+    histograms: dict[str, list[HistogramBucket]] = Field(
+        default_factory=dict, description="field -> buckets over the matches (empty buckets left out)."
+    )
+    matched_over: str = Field(
+        description="What the matches (total, facets, histograms) are, in one sentence."
+    )
 
 
 class DocumentIn(BaseModel):
@@ -265,3 +363,4 @@ class ReadyResponse(BaseModel):
     languages: dict[str, int]
     writes_enabled: bool
     updatable: bool
+    fields: dict[str, str] = Field(default_factory=dict, description="Metadata fields and their types.")

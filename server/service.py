@@ -128,6 +128,7 @@ class ServedIndex:
         started = time.perf_counter()
         with self._search_slots, self.lock.read():
             searcher = self.require()
+            self.metrics.time_channels(searcher)  # per-channel latency for /metrics
             channels = list(request.channels) if request.channels else searcher.channels
             langs = sorted({normalize_language(code) for code in request.langs}) if request.langs else None
             budget_ms = (
@@ -146,6 +147,7 @@ class ServedIndex:
                     rerank=request.rerank,
                     rerank_k=request.rerank_k,
                     rerank_budget_s=None if budget_ms is None else budget_ms / 1000,
+                    **request.search_options(),
                 )
             except RerankerError as exc:  # the server's reranker cannot be loaded: not the client's fault
                 raise ServiceUnavailableError(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -93,12 +97,128 @@ def test_health_readiness_and_page(client: httpx.Client) -> None:
 def test_metrics_count_requests_and_time_searches(client: httpx.Client) -> None:
     client.get("/search", params={"q": "Panthers"})
     client.get("/search", params={"q": "Panthers", "k": 0})
-    text = client.get("/metrics").text
-    assert 'xlir_http_requests_total{endpoint="/search",method="GET",status="200"}' in text
-    assert 'xlir_http_requests_total{endpoint="/search",method="GET",status="422"}' in text
-    assert 'xlir_search_duration_seconds_bucket{channels="bm25",le="+Inf"}' in text
-    assert "# TYPE xlir_search_duration_seconds histogram" in text
-    assert "xlir_index_documents " in text
+    client.get("/documents/no-such-document")
+    client.get("/no/such/route")
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = _samples(response.text)
+    assert samples['xlir_http_requests_total{endpoint="/search",method="GET",status="200"}'] >= 1
+    assert samples['xlir_http_requests_total{endpoint="/search",method="GET",status="422"}'] >= 1
+    # labels are route templates (as in the OpenAPI paths), never raw paths
+    assert samples['xlir_http_requests_total{endpoint="/documents/{doc_id}",method="GET",status="404"}'] >= 1
+    assert samples['xlir_http_requests_total{endpoint="unmatched",method="GET",status="404"}'] >= 1
+    assert not any("no-such-document" in name or "/no/such" in name for name in samples)
+    assert samples['xlir_http_request_duration_seconds_count{endpoint="/search",method="GET"}'] >= 2
+    assert "# TYPE xlir_http_request_duration_seconds histogram" in response.text
+    assert "# TYPE xlir_search_duration_seconds histogram" in response.text
+    assert samples['xlir_search_duration_seconds_bucket{channels="bm25",le="+Inf"}'] >= 1
+    # each channel's own time within a search
+    assert samples['xlir_channel_search_duration_seconds_count{channel="bm25"}'] >= 1
+    assert samples['xlir_channel_search_duration_seconds_sum{channel="bm25"}'] > 0
+    assert samples["xlir_index_documents"] >= 288
+    # process metrics
+    assert samples["process_resident_memory_bytes"] > 0 and "process_cpu_seconds_total" in samples
+    assert "process_open_fds" in samples and "python_info" in {name.split("{")[0] for name in samples}
+    openmetrics = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.rstrip().endswith("# EOF")
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value} (labels in their exposed order)."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_of_several_worker_processes_add_up(index_dir: Path, tmp_path: Path) -> None:
+    """Two real `xlir serve` processes share PROMETHEUS_MULTIPROC_DIR: either one's /metrics counts both."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    ports = [_free_port(), _free_port()]
+    workers = [
+        subprocess.Popen(
+            [str(Path(sys.executable).parent / "xlir"), "serve", str(index_dir), "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for port in ports
+    ]
+    try:
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        for url, worker in zip(urls, workers, strict=True):
+            _wait_ready(url, worker)
+        for url in urls:
+            assert httpx.get(f"{url}/search", params={"q": "Panthers"}, timeout=30).status_code == 200
+        httpx.get(f"{urls[0]}/search", params={"q": "Panthers"}, timeout=30)
+        for url in urls:
+            samples = _samples(httpx.get(f"{url}/metrics", timeout=30).text)
+            assert samples['xlir_http_requests_total{endpoint="/search",method="GET",status="200"}'] == 3
+            assert samples['xlir_channel_search_duration_seconds_count{channel="bm25"}'] == 3
+            assert samples["xlir_index_documents"] >= 288 and samples["process_resident_memory_bytes"] > 0
+        assert len(list(shared.glob("*.db"))) >= 2  # one set of sample files per process
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=20)
+
+
+def test_an_unusable_multiprocess_directory_is_a_user_error(index_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(missing)}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "xlir"), "serve", str(index_dir), "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr + done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"xlir serve exited: {error}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} never got ready")
+
+
+def test_api_docs_are_served_from_bundled_assets(client: httpx.Client) -> None:
+    """/docs and /redoc load only from this server: every script, style and icon they name is served here."""
+    for page, expected in (("/docs", "SwaggerUIBundle"), ("/redoc", "<redoc")):
+        response = client.get(page)
+        assert response.status_code == 200 and expected in response.text
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        assert not re.findall(r"https?://", response.text), f"{page} names an outside URL"
+        assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+        assert assets and all(asset.startswith("/") for asset in assets)
+        for asset in assets:
+            fetched = client.get(asset)
+            assert fetched.status_code == 200 and len(fetched.content) > 1000, asset
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+    assert b"cdn.redoc.ly" not in client.get("/docs-assets/redoc.standalone.js").content  # its menu's logo
+    assert "/docs-assets" not in client.get("/openapi.json").json()["paths"]
 
 
 # -- search -----------------------------------------------------------------------------------------

@@ -82,9 +82,18 @@ def index_build(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index (atomically).")] = False,
     k1: Annotated[float, typer.Option(help="BM25 k1.")] = 0.9,
     b: Annotated[float, typer.Option(help="BM25 b.")] = 0.4,
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field",
+            help="Declare a metadata field NAME:TYPE (keyword, integer, float, date); repeatable. "
+            "Other metadata keys get an inferred type.",
+        ),
+    ] = None,
 ) -> None:
     """Build an index over CORPUS into INDEX_DIR."""
     from xlir.indexing.config import BM25Config, IndexConfig, LanguageConfig
+    from xlir.indexing.fields import parse_field_specs
 
     if on_error not in ("stop", "skip"):
         raise UserError(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
@@ -92,6 +101,7 @@ def index_build(
         channels=tuple(channel),
         bm25=BM25Config(k1=k1, b=b),
         language=LanguageConfig(default=_normalized(lang)),
+        fields=parse_field_specs(field or []),
         on_error=on_error,  # type: ignore[arg-type]
     )
     manifest = _build(corpus, index_dir, config, overwrite)
@@ -160,6 +170,15 @@ def index_info(
     table.add_row("documents", f"{manifest.documents:,}")
     table.add_row("languages", ", ".join(f"{k}:{v}" for k, v in manifest.languages.items()))
     table.add_row("channels", ", ".join(manifest.channels))
+    declared = manifest.config.get("fields") or {}
+    table.add_row(
+        "fields",
+        ", ".join(
+            f"{name}:{kind}" + ("" if name in declared else " (inferred)")
+            for name, kind in manifest.fields.items()
+        )
+        or "none (only lang can be filtered)",
+    )
     table.add_row("built", f"{manifest.created} in {manifest.build_seconds:.1f} s")
     table.add_row("sources", "\n".join(manifest.sources))
     if manifest.skipped:
@@ -245,8 +264,26 @@ def train_reranker(ctx: typer.Context) -> None:
 @app.command("search")
 def search(
     index_dir: Annotated[Path, typer.Argument(help="An index directory.")],
-    query: Annotated[str, typer.Argument(help="What to search for, in any language.")],
+    query: Annotated[
+        str,
+        typer.Argument(help="What to search for, in any language ('' with --filter: browse the matches)."),
+    ],
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="A condition on a field, ANDed: year>=2000, venue=ACL,EMNLP, venue!=ACL, has:doi.",
+        ),
+    ] = None,
+    sort: Annotated[
+        list[str] | None, typer.Option("--sort", help="FIELD:asc|desc, _score or _id (repeat for ties).")
+    ] = None,
+    facet: Annotated[
+        list[str] | None,
+        typer.Option("--facet", help="Count the values of this field (or lang) among the matches."),
+    ] = None,
     lang: Annotated[
         list[str] | None, typer.Option("--lang", "-l", help="Only documents in these languages.")
     ] = None,
@@ -274,12 +311,17 @@ def search(
         ),
     ] = "default",
 ) -> None:
-    """Search INDEX_DIR for QUERY."""
+    """Search INDEX_DIR for QUERY; with --filter, only documents whose fields match."""
+    from xlir.indexing.filters import parse_compact
+    from xlir.retrieval.matching import parse_sort
     from xlir.retrieval.searcher import Searcher
 
     with Searcher(index_dir, reranker=reranker) as searcher:
         result = searcher.search(
             query,
+            filter=parse_compact(filter_ or []),
+            sort=parse_sort(sort) or None,
+            facets=facet or (),
             k=k,
             langs=lang,
             channels=channel,
@@ -295,6 +337,11 @@ def _print_result(result: SearchResult, as_json: bool) -> None:
         out.print_json(json.dumps(asdict(result), ensure_ascii=False))
         return
     out.print(f"[bold]{result.query}[/]  (query language: {result.query_lang or 'unknown'})", highlight=False)
+    if result.matched_over:
+        bound = "" if result.total_relation == "eq" else "at least "
+        out.print(f"{bound}{result.total:,} matches ({result.matched_over})", highlight=False)
+    for name, buckets in result.facets.items():
+        out.print(f"  {name}: " + ", ".join(f"{value} {count}" for value, count in buckets), highlight=False)
     if not result.hits:
         out.print("no hits")
     for hit in result.hits:
@@ -322,7 +369,12 @@ def serve(
         int, typer.Option(min=0, help="Default time budget for reranking one query (milliseconds).")
     ] = 5000,
 ) -> None:
-    """Serve INDEX_DIR over HTTP: /search, /documents, /healthz, /readyz, /metrics, and a search page at /."""
+    """Serve INDEX_DIR over HTTP: /search, /documents, /healthz, /readyz, /metrics, and a search page at /.
+
+    API documentation at /docs (Swagger UI) and /redoc, served offline. Several server processes on one
+    index (behind a balancer, or gunicorn workers): set PROMETHEUS_MULTIPROC_DIR to an empty directory
+    they share, and /metrics reports the sum over all of them.
+    """
     from xlir.server.app import serve as run_server
 
     run_server(

@@ -17,9 +17,11 @@ from __future__ import annotations
 import importlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence, Set
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+import numpy as np
 
 from xlir.errors import ConflictError
 from xlir.indexing.channels import CHANNELS
@@ -38,6 +40,9 @@ DetectedLanguage = tuple[str, float]
 Langs = Collection[str] | None
 #: One detected language per query of a batch, when the caller has them.
 QueryLangs = Sequence[DetectedLanguage] | None
+#: The external document ids a hit may come from (a metadata filter's matches); None = no restriction.
+#: Ids the channel does not hold are ignored; an empty set allows nothing.
+Allowed = Set[str] | None
 
 
 class ChannelWriter(ABC):
@@ -211,6 +216,10 @@ class ChannelSearcher(ABC):
     """Searches one channel of an index: ``Searcher(directory, details)``, details from the manifest.
 
     ``langs`` (ISO 639-1 codes) restricts hits to documents in those languages; ``None`` = all.
+    ``allowed`` restricts hits to documents with those ids (see :data:`Allowed`); ``None`` = all. Both
+    apply together, and both apply during retrieval, not to its hits afterwards: a channel returns ``k``
+    hits whenever ``k`` documents it would rank (a lexical channel: documents sharing a term with the
+    query) pass both restrictions.
     ``query_lang`` / ``query_langs``: the queries' detected languages when the caller has them (a
     channel that needs them and gets none detects them itself).
     """
@@ -222,20 +231,55 @@ class ChannelSearcher(ABC):
         langs: Collection[str] | None = None,
         *,
         query_lang: DetectedLanguage | None = None,
+        allowed: Allowed = None,
     ) -> Ranking:
         """The ``k`` best documents for ``query``: a batch of one."""
-        return self.batch_search([query], k, langs, query_langs=None if query_lang is None else [query_lang])[
-            0
-        ]
+        query_langs = None if query_lang is None else [query_lang]
+        return self.batch_search([query], k, langs, query_langs=query_langs, allowed=allowed)[0]
 
     @abstractmethod
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        langs: Langs = None,
+        *,
+        query_langs: QueryLangs = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
         """One ranking per query (a channel encodes them in one batch where it can)."""
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class DocidPositions:
+    """External document ids -> a positional channel's internal positions (its ``docids.json`` order).
+
+    The id -> position dictionary is built on first use and kept, so a searcher maps a restriction of
+    100k ids with one dictionary lookup each and numpy for the rest.
+    """
+
+    def __init__(self, docids: Sequence[str]) -> None:
+        self._docids = docids
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._docids)
+
+    def positions(self, allowed: Iterable[str]) -> np.ndarray:
+        """The sorted, distinct positions (int64) of the ``allowed`` ids this channel holds."""
+        if self._index is None:
+            self._index = {docid: i for i, docid in enumerate(self._docids)}
+        get = self._index.get
+        found = np.fromiter((get(docid, -1) for docid in allowed), dtype=np.int64)
+        return np.unique(found[found >= 0])
+
+    def mask(self, allowed: Iterable[str]) -> np.ndarray:
+        """A boolean mask over positions: True where the document's id is in ``allowed``."""
+        mask = np.zeros(len(self._docids), dtype=bool)
+        mask[self.positions(allowed)] = True
+        return mask
 
 
 def check_queries(queries: Sequence[str], k: int) -> None:

@@ -5,6 +5,10 @@ analyzer and document count). A query is analyzed separately by every searched s
 (German stemming for the German sub-index, CJK bigrams for Chinese, ...), and the hits of all searched
 sub-indexes are merged by BM25 score.
 
+An ``allowed`` set of document ids becomes a Lucene filter clause on the id field inside each
+sub-index's search (:mod:`xlir.indexing.channels.bm25.idfilter`), so the top ``k`` are the best allowed
+documents sharing a term with the query; ``langs`` still selects the sub-indexes searched.
+
 This talks to Anserini's ``SimpleSearcher`` (the Java class Pyserini's ``LuceneSearcher`` wraps) through
 ``jnius`` directly: importing ``pyserini.search.lucene`` also imports torch and transformers for
 Pyserini's neural encoders (about 4 s), which a BM25 search never needs.
@@ -14,11 +18,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.channels.base import ChannelSearcher, DetectedLanguage, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.base import (
+    Allowed,
+    ChannelSearcher,
+    DetectedLanguage,
+    Langs,
+    QueryLangs,
+    check_queries,
+)
 from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
+from xlir.indexing.channels.bm25.idfilter import IdFilters, restricted_query
 from xlir.indexing.channels.bm25.java import ensure_jvm
 from xlir.indexing.channels.bm25.store import UNKNOWN_LANG, bm25_params, subindex_details
 from xlir.indexing.errors import IndexIncompleteError
@@ -58,6 +71,7 @@ class BM25Searcher(ChannelSearcher):
 
         simple_searcher = autoclass("io.anserini.search.SimpleSearcher")
         self._subs: dict[str, _Sub] = {}
+        self._filters = IdFilters()
         try:
             for lang, info in sorted(subindexes.items()):
                 analyzer = check_analyzer(str(info.get("analyzer")))
@@ -94,9 +108,13 @@ class BM25Searcher(ChannelSearcher):
         langs: Collection[str] | None = None,
         *,
         query_lang: DetectedLanguage | None = None,
+        allowed: Allowed = None,
     ) -> Ranking:
-        """Top ``k`` documents for ``query`` over the sub-indexes of ``langs`` (all if None), by BM25 score."""
+        """Top ``k`` documents for ``query`` over the sub-indexes of ``langs`` (all if None), by BM25 score,
+        among the ``allowed`` ids when given."""
         check_queries([query], k)
+        if allowed is not None:
+            return self._restricted([query], k, langs, allowed)[0]
         scored: list[tuple[str, float, str | None]] = []
         for sub in self._select(langs):
             for hit in sub.searcher.search(prepare_text(sub.analyzer, query), k):
@@ -111,11 +129,15 @@ class BM25Searcher(ChannelSearcher):
         threads: int = 1,
         *,
         query_langs: QueryLangs = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
-        """:meth:`search` for many queries, each sub-index searched with ``threads`` Java threads."""
+        """:meth:`search` for many queries, each sub-index searched with ``threads`` Java threads (one
+        query at a time when restricted to ``allowed`` ids)."""
         check_queries(queries, k)
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        if allowed is not None:
+            return self._restricted(queries, k, langs, allowed)
         from jnius import autoclass
 
         array_list = autoclass("java.util.ArrayList")
@@ -133,9 +155,28 @@ class BM25Searcher(ChannelSearcher):
                     scored[i].append((str(hit.docid), float(hit.score), sub.hit_lang))
         return [Ranking.from_scored(SOURCE, hits, k) for hits in scored]
 
+    def _restricted(
+        self, queries: Sequence[str], k: int, langs: Collection[str] | None, allowed: AbstractSet[str]
+    ) -> list[Ranking]:
+        """Each query searched with a filter clause keeping only the ``allowed`` ids."""
+        subs = self._select(langs)
+        if not allowed or not subs:
+            return [Ranking(source=SOURCE) for _ in queries]
+        id_filter = self._filters.get(allowed)
+        rankings = []
+        for query in queries:
+            scored: list[tuple[str, float, str | None]] = []
+            for sub in subs:
+                text = prepare_text(sub.analyzer, query)
+                for hit in sub.searcher.search(restricted_query(sub.searcher, text, id_filter), int(k)):
+                    scored.append((str(hit.docid), float(hit.score), sub.hit_lang))
+            rankings.append(Ranking.from_scored(SOURCE, scored, k))
+        return rankings
+
     def close(self) -> None:
         """Close every sub-index searcher (idempotent)."""
         subs, self._subs = self._subs, {}
+        self._filters.clear()
         for sub in subs.values():
             try:
                 sub.searcher.close()

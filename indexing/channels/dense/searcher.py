@@ -1,11 +1,14 @@
-"""The dense channel searcher: encode the query, search the FAISS index, filter by language inside FAISS.
+"""The dense channel searcher: encode the query, search the FAISS index, filter inside FAISS.
 
 Opens what :class:`xlir.indexing.channels.dense.writer.DenseWriter` wrote, with the model, prompts and search settings the
-manifest recorded. A language filter becomes a FAISS ID selector (a bitmap over the index's vectors)
-passed in the search parameters, so a filtered search ranks only documents of those languages and still
-returns ``k`` hits when there are ``k`` of them. Approximate indexes can miss allowed neighbors under a
-selective filter; when that leaves fewer than ``k`` hits, the search is repeated exhaustively over the
-allowed documents (all inverted lists for ``ivfpq``, exact scores of the allowed vectors for ``hnsw``).
+manifest recorded. A language filter and an ``allowed`` set of document ids (both together when both are
+given) become one FAISS ID selector (a bitmap over the index's vectors) passed in the search parameters,
+so a filtered search ranks only those documents and still returns ``k`` hits when there are ``k`` of
+them. Approximate indexes can miss allowed neighbors under a selective filter, so a restriction by
+``allowed`` ids that keeps few vectors (at most :data:`EXHAUSTIVE_MAX`, or :data:`EXHAUSTIVE_SHARE` of
+the index) is searched exhaustively from the start, and any restriction is searched again exhaustively
+when the approximate search comes back short (all inverted lists for ``ivfpq``, exact scores of the allowed vectors for
+``hnsw``; ``flat`` is exhaustive anyway).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import ChannelSearcher, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.base import (
+    Allowed,
+    ChannelSearcher,
+    DocidPositions,
+    Langs,
+    QueryLangs,
+    check_queries,
+)
 from xlir.indexing.channels.dense.store import DenseStore
 from xlir.indexing.errors import IndexDamagedError
 from xlir.indexing.ranking import Ranking
@@ -26,6 +36,13 @@ from xlir.models.encoders.dense import SentenceTransformerEncoder
 log = logging.getLogger(__name__)
 
 SOURCE = "dense"
+#: A restriction that keeps at most this many vectors, or at most this share of the index, is searched
+#: exhaustively (an HNSW graph walk under a very selective selector misses neighbors).
+EXHAUSTIVE_MAX = 4096
+EXHAUSTIVE_SHARE = 0.05
+
+#: (allowed vector ids, sorted; FAISS selector; the bitmap the selector reads, kept alive with it)
+Restriction = tuple[np.ndarray, Any, np.ndarray]
 
 
 class DenseSearcher(ChannelSearcher):
@@ -45,7 +62,8 @@ class DenseSearcher(ChannelSearcher):
         self._ids_by_lang: dict[str, np.ndarray] = {
             lang: np.flatnonzero(codes == code).astype(np.int64) for code, lang in enumerate(table)
         }
-        self._selectors: dict[frozenset[str], tuple[np.ndarray, Any]] = {}
+        self._selectors: dict[frozenset[str], Restriction] = {}
+        self._positions = DocidPositions(self.docids)
         model = self.details.get("model")
         if not model:
             raise IndexDamagedError(
@@ -73,64 +91,100 @@ class DenseSearcher(ChannelSearcher):
             )
 
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        langs: Langs = None,
+        *,
+        query_langs: QueryLangs = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
-        """The ``k`` documents nearest to each query (restricted to ``langs`` when given); all queries are
-        encoded in one batch and searched in one FAISS call."""
+        """The ``k`` documents nearest to each query (restricted to ``langs`` and ``allowed`` when given);
+        all queries are encoded in one batch and searched in one FAISS call."""
         check_queries(queries, k)
         if self.index is None:
             raise RuntimeError("this dense searcher is closed; open the index again to search it.")
         if not queries:
             return []
-        allowed = self._allowed(langs)
-        available = self.index.ntotal if allowed is None else len(allowed[0])
-        depth = min(k, available)
-        if depth == 0:
+        restriction = self._restriction(langs, allowed)
+        available = self.index.ntotal if restriction is None else len(restriction[0])
+        if min(k, available) == 0:
             return [Ranking(source=SOURCE) for _ in queries]
         vectors = self.encoder.encode_queries([q.strip() for q in queries])
-        return self.search_vectors(vectors, depth, langs)
+        return self._search(vectors, k, restriction, by_ids=allowed is not None)
 
     def search_vectors(
-        self, vectors: np.ndarray, k: int = 10, langs: Collection[str] | None = None
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
         """Rankings for already-encoded query vectors (rows L2-normalized, as the encoder makes them)."""
         if self.index is None:
             raise RuntimeError("this dense searcher is closed; open the index again to search it.")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        allowed = self._allowed(langs)
-        available = self.index.ntotal if allowed is None else len(allowed[0])
-        k = min(k, available)
-        if k <= 0:
-            return [Ranking(source=SOURCE) for _ in range(len(vectors))]
-        scores, ids = self.index.search(vectors, k, params=self._params(allowed, exhaustive=False))
-        short = np.flatnonzero((ids < 0).any(axis=1))
-        if len(short):
-            scores[short], ids[short] = self._exhaustive(vectors[short], k, allowed)
-        return [self._ranking(row_scores, row_ids) for row_scores, row_ids in zip(scores, ids, strict=True)]
+        return self._search(vectors, k, self._restriction(langs, allowed), by_ids=allowed is not None)
 
     def close(self) -> None:
         """Release the index (the encoder's model stays cached for the process)."""
         self.index = None
         self._selectors.clear()
 
-    def _allowed(self, langs: Collection[str] | None) -> tuple[np.ndarray, Any] | None:
-        """(allowed vector ids, FAISS selector) for a language filter; None when there is no filter."""
+    def _search(
+        self, vectors: np.ndarray, k: int, restriction: Restriction | None, *, by_ids: bool
+    ) -> list[Ranking]:
+        """``by_ids``: the restriction includes allowed ids (only then does a small one go straight to the
+        exhaustive search: a language filter alone searches as it always has)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        available = self.index.ntotal if restriction is None else len(restriction[0])
+        k = min(k, available)
+        if k <= 0:
+            return [Ranking(source=SOURCE) for _ in range(len(vectors))]
+        if by_ids and restriction is not None and self.kind != "flat" and self._few(available):
+            scores, ids = self._exhaustive(vectors, k, restriction)
+        else:
+            scores, ids = self.index.search(vectors, k, params=self._params(restriction, exhaustive=False))
+            short = np.flatnonzero((ids < 0).any(axis=1))
+            if len(short):
+                scores[short], ids[short] = self._exhaustive(vectors[short], k, restriction)
+        return [self._ranking(row_scores, row_ids) for row_scores, row_ids in zip(scores, ids, strict=True)]
+
+    def _few(self, count: int) -> bool:
+        """Whether a restriction to ``count`` vectors is searched exhaustively from the start."""
+        return count <= EXHAUSTIVE_MAX or count <= EXHAUSTIVE_SHARE * self.index.ntotal
+
+    def _restriction(self, langs: Collection[str] | None, allowed: Allowed) -> Restriction | None:
+        """The vectors a search may return (languages and allowed ids together); None = every vector."""
+        if allowed is None:
+            return self._allowed(langs)
+        ids = self._positions.positions(allowed)
+        by_lang = self._allowed(langs)
+        if by_lang is not None:
+            ids = np.intersect1d(ids, by_lang[0], assume_unique=True)
+        return self._selector(ids)
+
+    def _allowed(self, langs: Collection[str] | None) -> Restriction | None:
+        """The restriction to a language filter (cached per set of languages); None when there is none."""
         if not langs:
             return None
-        key = frozenset(langs)
+        key = frozenset([langs] if isinstance(langs, str) else langs)
         cached = self._selectors.get(key)
         if cached is None:
-            import faiss
-
             parts = [self._ids_by_lang[lang] for lang in key if lang in self._ids_by_lang]
             ids = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-            mask = np.zeros(self.index.ntotal, dtype=bool)
-            mask[ids] = True
-            bitmap = np.packbits(mask, bitorder="little")
-            cached = self._selectors[key] = (ids, faiss.IDSelectorBitmap(bitmap))
+            cached = self._selectors[key] = self._selector(ids)
         return cached
 
-    def _params(self, allowed: tuple[np.ndarray, Any] | None, exhaustive: bool) -> Any:
+    def _selector(self, ids: np.ndarray) -> Restriction:
+        import faiss
+
+        mask = np.zeros(self.index.ntotal, dtype=bool)
+        mask[ids] = True
+        bitmap = np.packbits(mask, bitorder="little")
+        return ids.astype(np.int64), faiss.IDSelectorBitmap(bitmap), bitmap
+
+    def _params(self, allowed: Restriction | None, exhaustive: bool) -> Any:
         import faiss
 
         selector = allowed[1] if allowed is not None else None
@@ -142,13 +196,11 @@ class DenseSearcher(ChannelSearcher):
         return faiss.SearchParameters(sel=selector)
 
     def _exhaustive(
-        self, vectors: np.ndarray, k: int, allowed: tuple[np.ndarray, Any] | None
+        self, vectors: np.ndarray, k: int, allowed: Restriction | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Search again, visiting every allowed vector (approximate indexes missed some neighbors)."""
+        """Search visiting every allowed vector (approximate indexes miss neighbors under a selector)."""
         import faiss
 
-        if self.kind == "ivfpq":
-            return self.index.search(vectors, k, params=self._params(allowed, exhaustive=True))
         if self.kind == "hnsw":
             ids = allowed[0] if allowed is not None else np.arange(self.index.ntotal, dtype=np.int64)
             stored = self.index.reconstruct_batch(ids)

@@ -4,15 +4,17 @@ Opens what :class:`xlir.indexing.channels.multivector.writer.MultiVectorWriter` 
 A query is searched in three stages (Santhanam et al., PLAID, 2022):
 
 1. candidate generation: each query token's ``ncells`` nearest centroids; the documents with a token in
-   any of those cells are the candidates (restricted to the requested languages);
+   any of those cells are the candidates (restricted to the requested languages and ``allowed`` ids);
 2. centroid interaction: each candidate is scored by MaxSim with every token replaced by its centroid
    (no residuals touched), counting only tokens whose centroid is among the ``cell_fraction`` best cells
    for the query (PLAID's centroid pruning);
 3. exact-ish MaxSim: the best ``max(k, ndocs / 4)`` have their tokens decompressed (centroid + quantized
    residual) and scored.
 
-When the cells hold fewer than ``k`` documents of the allowed languages, every allowed document is a
-candidate, so a filtered search returns ``k`` hits whenever there are ``k`` such documents.
+When the cells hold fewer than ``max(k, ndocs)`` allowed documents (of the requested languages and ids),
+every allowed document is a candidate, so a filtered search returns ``k`` hits whenever there are ``k``
+such documents. A restriction by ``allowed`` ids that keeps few documents (at most
+``max(k, ndocs, EXHAUSTIVE_MAX)``) skips the first two stages: every allowed document is scored exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import ChannelSearcher, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.base import (
+    Allowed,
+    ChannelSearcher,
+    DocidPositions,
+    Langs,
+    QueryLangs,
+    check_queries,
+)
 from xlir.indexing.channels.multivector.store import TokenStore, load_codec
 from xlir.indexing.errors import ConfigError, IndexDamagedError
 from xlir.indexing.ranking import Ranking
@@ -34,6 +43,10 @@ from xlir.models.encoders.tokens import open_token_encoder
 log = logging.getLogger(__name__)
 
 SOURCE = "multivector"
+#: A restriction that keeps at most this many documents is scored exhaustively (exact MaxSim of each).
+EXHAUSTIVE_MAX = 1024
+#: Documents decompressed and scored at once (bounds the memory of an exhaustive scoring).
+SCORE_CHUNK = 256
 
 
 class MultiVectorSearcher(ChannelSearcher):
@@ -69,6 +82,7 @@ class MultiVectorSearcher(ChannelSearcher):
         self._lang_codes = codes
         self._table = table
         self._allowed_cache: dict[frozenset[str], np.ndarray] = {}
+        self._positions = DocidPositions(self.docids)
         self.ncells = int(ncells or self.details.get("ncells", 2))
         self.ndocs = int(ndocs or self.details.get("ndocs", 256))
         self.cell_fraction = float(cell_fraction or self.details.get("cell_fraction", 0.05))
@@ -86,36 +100,65 @@ class MultiVectorSearcher(ChannelSearcher):
     # --- public API ------------------------------------------------------------------------------------
 
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        langs: Langs = None,
+        *,
+        query_langs: QueryLangs = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
-        """The ``k`` best documents for each query by MaxSim (restricted to ``langs`` when given); queries
-        are encoded in one batch."""
+        """The ``k`` best documents for each query by MaxSim (restricted to ``langs`` and ``allowed`` when
+        given); queries are encoded in one batch."""
         check_queries(queries, k)
         self._check_open()
         if not queries:
             return []
+        mask = self._mask(langs, allowed)
+        if mask is not None and not mask.any():
+            return [Ranking(source=SOURCE) for _ in queries]
         vectors = self.encoder.encode_queries([q.strip() for q in queries])
-        return [self.search_vectors(v, k, langs) for v in vectors]
+        return [self._search(v, k, mask, by_ids=allowed is not None) for v in vectors]
 
-    def search_vectors(self, query: np.ndarray, k: int = 10, langs: Collection[str] | None = None) -> Ranking:
+    def search_vectors(
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        langs: Collection[str] | None = None,
+        allowed: Allowed = None,
+    ) -> Ranking:
         """The ranking for one already-encoded query (a ``(tokens, dim)`` matrix of unit rows)."""
         self._check_open()
+        return self._search(query, k, self._mask(langs, allowed), by_ids=allowed is not None)
+
+    def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None, *, by_ids: bool) -> Ranking:
+        """``allowed``: the documents a hit may be (None = all); ``by_ids``: whether the caller restricted
+        them by id (only then does a small restriction skip PLAID's stages: a language filter alone
+        searches as it always has)."""
         query = np.ascontiguousarray(query, dtype=np.float32)
         if query.ndim != 2 or query.shape[1] != self.codec.dim or len(query) == 0:
             raise ValueError(
                 f"a query must be a non-empty (tokens, {self.codec.dim}) matrix, got {query.shape}"
             )
-        allowed = self._allowed(langs)
         centroid_scores = query @ self.codec.centroids.T  # (q, K)
-        candidates = self._candidates(centroid_scores, allowed)
+        exact = max(k, self.ndocs // 4)  # PLAID: ndocs after centroid interaction, a quarter re-scored
+        if by_ids and allowed is not None and int(allowed.sum()) <= max(k, self.ndocs, EXHAUSTIVE_MAX):
+            candidates = np.flatnonzero(allowed)  # few allowed: every one scored exactly
+            exact = len(candidates)
+        else:
+            candidates = self._candidates(centroid_scores, allowed, k)
         if len(candidates) == 0:
             return Ranking(source=SOURCE)
-        exact = max(k, self.ndocs // 4)  # PLAID: ndocs after centroid interaction, a quarter re-scored
         if len(candidates) > exact:
             approx = self._approximate(centroid_scores, candidates)
             keep = np.argpartition(-approx, exact - 1)[:exact]
             candidates = candidates[keep]
-        scores = self._maxsim(centroid_scores, candidates, exact=True, query=query)
+        scores = np.concatenate(
+            [
+                self._maxsim(centroid_scores, candidates[i : i + SCORE_CHUNK], exact=True, query=query)
+                for i in range(0, len(candidates), SCORE_CHUNK)
+            ]
+        )
         top = min(k, len(candidates))
         best = (
             np.argpartition(-scores, top - 1)[:top] if top < len(candidates) else np.arange(len(candidates))
@@ -144,11 +187,19 @@ class MultiVectorSearcher(ChannelSearcher):
         if self._closed:
             raise RuntimeError("this multivector searcher is closed; open the index again to search it.")
 
+    def _mask(self, langs: Collection[str] | None, allowed: Allowed) -> np.ndarray | None:
+        """Boolean mask over documents for the languages and allowed ids together; None = no restriction."""
+        by_lang = self._allowed(langs)
+        if allowed is None:
+            return by_lang
+        by_id = self._positions.mask(allowed)
+        return by_id if by_lang is None else by_lang & by_id
+
     def _allowed(self, langs: Collection[str] | None) -> np.ndarray | None:
         """Boolean mask over documents for a language filter; None when there is no filter."""
         if not langs:
             return None
-        key = frozenset(langs)
+        key = frozenset([langs] if isinstance(langs, str) else langs)
         mask = self._allowed_cache.get(key)
         if mask is None:
             wanted = [i for i, lang in enumerate(self._table) if lang in key]
@@ -156,7 +207,7 @@ class MultiVectorSearcher(ChannelSearcher):
             self._allowed_cache[key] = mask
         return mask
 
-    def _candidates(self, centroid_scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    def _candidates(self, centroid_scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.ndarray:
         ncells = min(self.ncells, centroid_scores.shape[1])
         if ncells < centroid_scores.shape[1]:
             cells = np.unique(np.argpartition(-centroid_scores, ncells - 1, axis=1)[:, :ncells])
@@ -167,7 +218,8 @@ class MultiVectorSearcher(ChannelSearcher):
         docs = docs.astype(np.int64)
         if allowed is not None:
             docs = docs[allowed[docs]]
-        if len(docs) < self.ndocs:  # few in the cells: every (allowed) document is a candidate
+        enough = self.ndocs if allowed is None else max(self.ndocs, k)
+        if len(docs) < enough:  # few in the cells: every (allowed) document is a candidate
             docs = np.flatnonzero(allowed) if allowed is not None else np.arange(len(self.docids))
         return docs
 

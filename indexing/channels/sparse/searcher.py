@@ -3,8 +3,8 @@
 Scores are exact dot products between the query's sparse vector and every document's, computed as a
 sparse (query x terms) @ (terms x documents) product, so only the posting lists of the query's non-zero
 terms are read. Documents that share no term with the query are not candidates. The language filter
-is applied to the candidates before the top-k cut, so ``k`` hits come back whenever that many
-documents in those languages share a term with the query.
+and the ``allowed`` ids mask the candidates before the top-k cut, so ``k`` hits come back whenever
+that many documents passing both share a term with the query.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 from scipy import sparse as sp
 
-from xlir.indexing.channels.base import ChannelSearcher, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.base import (
+    Allowed,
+    ChannelSearcher,
+    DocidPositions,
+    Langs,
+    QueryLangs,
+    check_queries,
+)
 from xlir.indexing.channels.sparse.store import SparseIndexError, SparseStore
 from xlir.indexing.ranking import Ranking
 from xlir.models.encoders.sparse import encoder_for_index
@@ -45,6 +52,7 @@ class SparseSearcher(ChannelSearcher):
         self._lang_names = sorted({lang for lang in langs if lang})
         codes = {lang: i for i, lang in enumerate(self._lang_names)}
         self._lang_codes = np.array([codes[lang] if lang else -1 for lang in langs], dtype=np.int32)
+        self._positions = DocidPositions(self._docids)
         self.encoder: SparseEncoder = encoder or encoder_for_index(self.details)
         if self.encoder.dim != terms:
             raise SparseIndexError(
@@ -56,18 +64,29 @@ class SparseSearcher(ChannelSearcher):
         return len(self._docids)
 
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        langs: Langs = None,
+        *,
+        query_langs: QueryLangs = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
-        """The top ``k`` documents for each query (restricted to ``langs`` if given): a single encoder
-        call and one sparse matrix product for all of them."""
+        """The top ``k`` documents for each query (restricted to ``langs`` and ``allowed`` if given): a
+        single encoder call and one sparse matrix product for all of them."""
         check_queries(queries, k)
         texts = list(queries)
         if not texts:
             return []
-        allowed = self._allowed(langs)
+        mask = self._allowed(langs)
+        if allowed is not None:
+            by_id = self._positions.mask(allowed)
+            mask = by_id if mask is None else mask & by_id
+        if mask is not None and not mask.any():
+            return [Ranking(source=SOURCE) for _ in texts]
         vectors = self.encoder.encode_queries([q.strip() for q in texts]).tocsr()
         scores = (vectors @ self._index).tocsr()  # queries x documents, only candidates stored
-        return [self._top(scores, row, k, allowed) for row in range(len(texts))]
+        return [self._top(scores, row, k, mask) for row in range(len(texts))]
 
     def _allowed(self, langs: Collection[str] | None) -> np.ndarray | None:
         if not langs:

@@ -4,6 +4,11 @@ Built from the details :class:`xlir.indexing.channels.translate.writer.Translate
 target language is searched as it is; a query detected in another language is first translated into the
 target when a translator for that pair exists here (query translation on top of document translation),
 else searched as it is. Hits carry each document's ORIGINAL id and language (from ``langs.json``).
+
+An ``allowed`` set of document ids (narrowed to the requested languages, which ``langs.json`` knows)
+becomes a Lucene filter clause on the id field inside the search
+(:mod:`xlir.indexing.channels.bm25.idfilter`); a language filter alone keeps the hits of a search
+deepened until ``k`` of them are in those languages.
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.channels.base import ChannelSearcher, DetectedLanguage, Langs, QueryLangs, check_queries
+from xlir.indexing.channels.base import (
+    Allowed,
+    ChannelSearcher,
+    DetectedLanguage,
+    Langs,
+    QueryLangs,
+    check_queries,
+)
 from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
+from xlir.indexing.channels.bm25.idfilter import IdFilters, restricted_query
 from xlir.indexing.channels.bm25.java import ensure_jvm
 from xlir.indexing.channels.bm25.store import bm25_params
 from xlir.indexing.channels.translate.store import LANGS_FILE, UNKNOWN_LANG, load_langs
@@ -49,6 +62,7 @@ class TranslatedSearcher(ChannelSearcher):
         self._langs: dict[str, str] = load_langs(self.directory)
         self.documents = len(self._langs)
         self._translators: dict[str, Any] = {}
+        self._filters = IdFilters()
         ensure_jvm()
         from jnius import autoclass
 
@@ -118,18 +132,43 @@ class TranslatedSearcher(ChannelSearcher):
                 return Ranking.from_scored(SOURCE, scored, k)
             depth = min(depth * 4, self.documents)
 
+    def _filtered_hits(self, query: str, k: int, id_filter: Any) -> Ranking:
+        text = prepare_text(self.analyzer, query)
+        scored = []
+        for hit in self._searcher.search(restricted_query(self._searcher, text, id_filter), int(k)):
+            docid = str(hit.docid)
+            lang = self._langs.get(docid, UNKNOWN_LANG)
+            scored.append((docid, float(hit.score), None if lang == UNKNOWN_LANG else lang))
+        return Ranking.from_scored(SOURCE, scored, k)
+
     def batch_search(
-        self, queries: Sequence[str], k: int = 10, langs: Langs = None, *, query_langs: QueryLangs = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        langs: Langs = None,
+        *,
+        query_langs: QueryLangs = None,
+        allowed: Allowed = None,
     ) -> list[Ranking]:
         """Top ``k`` documents (original ids, languages) for each query, translated to the target if
-        needed (in batches per query language)."""
+        needed (in batches per query language), among the ``allowed`` ids when given."""
         check_queries(queries, k)
         wanted = self._wanted(langs)
-        return [self._hits(query, k, wanted) for query in self.translate_queries(queries, query_langs)]
+        if allowed is None:
+            return [self._hits(query, k, wanted) for query in self.translate_queries(queries, query_langs)]
+        if wanted is not None:
+            allowed = frozenset(d for d in allowed if self._langs.get(d, UNKNOWN_LANG) in wanted)
+        if not allowed:
+            return [Ranking(source=SOURCE) for _ in queries]
+        id_filter = self._filters.get(allowed)
+        return [
+            self._filtered_hits(query, k, id_filter) for query in self.translate_queries(queries, query_langs)
+        ]
 
     def close(self) -> None:
         """Close the Lucene searcher (idempotent)."""
         searcher, self._searcher = self._searcher, None
+        self._filters.clear()
         if searcher is not None:
             try:
                 searcher.close()
