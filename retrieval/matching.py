@@ -1,7 +1,7 @@
 """What a search matched, beyond the page of hits: filters resolved, the sort, facets, histograms, totals.
 
-"Match" (the documents facets, histograms and ``total`` count) is defined once, here and in
-:meth:`xlir.retrieval.searcher.Searcher.search`:
+"Match" (the documents facets, histograms and ``total`` count) is defined once, here (:func:`browse`,
+:func:`count_matches`) and in :meth:`xlir.retrieval.first_stage.FirstStage.candidates`:
 
 * a query: the fused candidates of every searched channel after the filter (which each channel applies
   during retrieval), down to ``match_depth`` documents. Neural channels rank every document, so their
@@ -16,10 +16,12 @@ Sorting by a field reorders the matched candidates; ``_score`` is the relevance 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from xlir.indexing.docstore import DocStore
 from xlir.indexing.fields import LANG_FIELD, is_numeric
-from xlir.indexing.filters import Filter, check_filter, parse_filter
+from xlir.indexing.filters import And, Filter, Terms, check_filter, parse_filter
 from xlir.retrieval.query import QueryError
 
 SCORE = "_score"
@@ -33,6 +35,108 @@ MATCH_DEPTH = 100
 MAX_MATCH_DEPTH = 10_000
 
 SortSpec = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    """What one search asks of its matches, checked against the index's fields."""
+
+    filter: Filter | None
+    sort: SortSpec
+    facets: list[str]
+    histograms: dict[str, float]
+    depth: int  # match_depth: how deep the fused candidates go that a query's matches are
+    facet_size: int
+
+    @classmethod
+    def checked(
+        cls,
+        fields: Mapping[str, str],
+        *,
+        filter: Filter | Mapping[str, Any] | None,  # noqa: A002  (the API's name)
+        sort: Sequence[tuple[str, str]] | None,
+        facets: Sequence[str],
+        histograms: Mapping[str, float] | None,
+        match_depth: int,
+        facet_size: int,
+    ) -> MatchOptions:
+        """The options of :meth:`xlir.retrieval.searcher.Searcher.search`, each checked (``fields``: the
+        manifest's); :class:`QueryError` names the first that cannot be used."""
+        if isinstance(match_depth, bool) or not 1 <= match_depth <= MAX_MATCH_DEPTH:
+            raise QueryError(f"match_depth must be within 1..{MAX_MATCH_DEPTH} (got {match_depth}).")
+        if facet_size < 1:
+            raise QueryError(f"facet_size must be 1 or more (got {facet_size}).")
+        known = index_fields(fields)
+        return cls(
+            filter=resolve_filter(filter, known),
+            sort=check_sort(sort, known),
+            facets=check_facets(facets, known),
+            histograms=check_histograms(histograms, known),
+            depth=match_depth,
+            facet_size=facet_size,
+        )
+
+    def browses(self, query: str | None) -> bool:
+        """Whether a search for ``query`` is a browse: no query text (None, or empty with a filter)."""
+        return query is None or (isinstance(query, str) and not query.strip() and self.filter is not None)
+
+    @property
+    def by_relevance(self) -> bool:
+        return is_relevance_order(self.sort)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """What a search matched, counted: the ``total`` and its relation, facets, histograms, in one sentence."""
+
+    total: int
+    relation: str  # "eq" (exact) or "gte" (a lower bound)
+    facets: dict[str, list[tuple[Any, int]]]
+    histograms: dict[str, list[tuple[Any, int]]]
+    over: str  # what "match" meant (matched_over)
+
+
+def count_matches(
+    docstore: DocStore,
+    matched: Sequence[str],
+    options: MatchOptions,
+    *,
+    channels: Sequence[str],
+    exhausted: bool,
+    browse: bool = False,
+) -> Matches:
+    """The facets and histograms ``options`` asks for over ``matched``, and their total."""
+    return Matches(
+        total=len(matched),
+        relation="eq" if exhausted else "gte",
+        facets={name: docstore.facet_counts(matched, name, options.facet_size) for name in options.facets},
+        histograms={
+            name: docstore.histogram(matched, name, interval) for name, interval in options.histograms.items()
+        },
+        over=matched_over(
+            browse=browse,
+            depth=len(matched) if browse else options.depth,
+            channels=channels,
+            filtered=options.filter is not None,
+            exhausted=exhausted,
+            total=len(matched),
+        ),
+    )
+
+
+def browse(
+    docstore: DocStore, options: MatchOptions, langs: set[str] | None, channels: Sequence[str]
+) -> tuple[list[str], Matches]:
+    """No query text: the documents the filter (and ``langs``) keep, in the sort order (default: id)."""
+    if langs is not None:
+        by_lang = Terms(LANG_FIELD, tuple(sorted(langs)))
+        options = replace(
+            options, filter=by_lang if options.filter is None else And((options.filter, by_lang))
+        )
+    matched = sorted(docstore.matching(options.filter))
+    sort = [(name, direction) for name, direction in options.sort if name != SCORE] or [(ID, "asc")]
+    ordered = sort_by_fields(docstore, matched, sort)
+    return ordered, count_matches(docstore, matched, options, channels=channels, exhausted=True, browse=True)
 
 
 def index_fields(fields: Mapping[str, str]) -> dict[str, str]:
@@ -149,6 +253,11 @@ def sort_docids(
     return order
 
 
+def sort_by_fields(docstore: DocStore, docids: Sequence[str], sort: SortSpec) -> list[str]:
+    """:func:`sort_docids` with the values from ``docstore``."""
+    return sort_docids(docids, sort, lambda name: docstore.field_values(docids, name))
+
+
 def is_relevance_order(sort: SortSpec) -> bool:
     return not sort or sort[0] == (SCORE, "desc")
 
@@ -188,13 +297,18 @@ __all__ = [
     "ID",
     "MATCH_DEPTH",
     "SCORE",
+    "MatchOptions",
+    "Matches",
+    "browse",
     "check_facets",
     "check_histograms",
     "check_sort",
+    "count_matches",
     "index_fields",
     "matched_over",
     "parse_histogram_specs",
     "parse_sort",
     "resolve_filter",
+    "sort_by_fields",
     "sort_docids",
 ]

@@ -3,54 +3,40 @@
 Reads the manifest written at build time and opens each channel's searcher with exactly the settings
 that channel was built with. The server and eval packages call this; so does ``xlir search``. A search
 is: check the query (:mod:`xlir.retrieval.query`, where its language is detected once), search each
-channel (a lexical one kept to the query's language when fused), fuse (:mod:`xlir.retrieval.fusion`),
-optionally rerank (:mod:`xlir.retrieval.rerank`), and look the hits up in the docstore.
+channel and fuse (:mod:`xlir.retrieval.first_stage`), optionally rerank (:mod:`xlir.retrieval.rerank`),
+count what matched (:mod:`xlir.retrieval.matching`), and look the page's hits up in the docstore.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.channels import CHANNELS
-from xlir.indexing.channels.base import ChannelSearcher, open_searcher
 from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import Document, document_text
-from xlir.indexing.fields import LANG_FIELD
-from xlir.indexing.filters import And, Filter, Terms
+from xlir.indexing.filters import Filter
 from xlir.indexing.manifest import Manifest
 from xlir.indexing.ranking import ChannelScore, Hit, Ranking
 from xlir.models.rerankers.base import Reranker
+from xlir.retrieval.first_stage import Candidates, ChannelTimer, FirstStage
 from xlir.retrieval.matching import (
-    ID,
     MATCH_DEPTH,
-    MAX_MATCH_DEPTH,
-    SCORE,
-    check_facets,
-    check_histograms,
-    check_sort,
-    index_fields,
-    is_relevance_order,
-    matched_over,
-    resolve_filter,
-    sort_docids,
+    Matches,
+    MatchOptions,
+    browse,
+    count_matches,
+    sort_by_fields,
 )
-from xlir.retrieval.query import (
-    LEXICAL_SCOPE_CONFIDENCE,
-    REPORTED_LANGUAGE_CONFIDENCE,
-    Query,
-    QueryError,
-    check_channels,
-    check_fusion,
-    check_langs,
-)
+from xlir.retrieval.query import REPORTED_LANGUAGE_CONFIDENCE, Query, QueryError, check_channels, check_langs
 from xlir.retrieval.rerank import RERANK_SOURCE, rerank_status
 
 log = logging.getLogger(__name__)
+
+#: One hit of a page before its document is looked up: (docid, score, each channel's evidence).
+PageHit = tuple[str, float, Mapping[str, ChannelScore]]
 
 
 @dataclass(frozen=True)
@@ -93,7 +79,8 @@ class Searcher:
     ``reranker``: a :class:`xlir.models.rerankers.base.Reranker`, or a name for
     :func:`xlir.models.rerankers.registry.reranker_for` (``"default"`` = the shipped one), loaded on
     first use; ``None`` = no reranking stage (the default). ``search(..., rerank=True)`` then reranks
-    the fused top ``rerank_k``.
+    the fused top ``rerank_k``. ``channel_timer``: called with (channel, seconds) after each channel
+    search (the server's per-channel latency metric).
     """
 
     def __init__(
@@ -102,30 +89,18 @@ class Searcher:
         channels: Sequence[str] | None = None,
         *,
         reranker: Reranker | str | None = None,
+        channel_timer: ChannelTimer | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self._wanted = list(channels) if channels else None
         self._reranker_spec = reranker
         self._reranker: Reranker | None = None if isinstance(reranker, str | None) else reranker
+        self._channel_timer = channel_timer
         self._open()
 
     def _open(self) -> None:
         self.manifest = Manifest.read(self.index_dir)
-        available = list(self.manifest.channels)
-        chosen = list(self._wanted) if self._wanted else available
-        missing = [c for c in chosen if c not in available]
-        if missing:
-            raise QueryError(f"index {self.index_dir} has no channel {missing}; it has: {available}")
-        self._channels: dict[str, ChannelSearcher] = {}
-        try:
-            for name in chosen:
-                self._channels[name] = open_searcher(
-                    name, self.index_dir / name, self.manifest.channels[name]
-                )
-        except BaseException:
-            for searcher in self._channels.values():
-                searcher.close()
-            raise
+        self._stage = FirstStage.open(self.index_dir, self.manifest, self._wanted, self._channel_timer)
         self.docstore = DocStore.in_directory(self.index_dir)
 
     def reload(self) -> None:
@@ -139,7 +114,7 @@ class Searcher:
 
     @property
     def channels(self) -> list[str]:
-        return list(self._channels)
+        return self._stage.names
 
     @property
     def languages(self) -> dict[str, int]:
@@ -183,121 +158,87 @@ class Searcher:
         """
         if offset < 0:
             raise QueryError(f"offset must be 0 or more (got {offset}).")
-        if isinstance(match_depth, bool) or not 1 <= match_depth <= MAX_MATCH_DEPTH:
-            raise QueryError(f"match_depth must be within 1..{MAX_MATCH_DEPTH} (got {match_depth}).")
-        if facet_size < 1:
-            raise QueryError(f"facet_size must be 1 or more (got {facet_size}).")
-        fields = index_fields(self.manifest.fields)
-        resolved = resolve_filter(filter, fields)
-        order = check_sort(sort, fields)
-        wanted_facets = check_facets(facets, fields)
-        wanted_histograms = check_histograms(histograms, fields)
+        options = MatchOptions.checked(
+            self.manifest.fields,
+            filter=filter,
+            sort=sort,
+            facets=facets,
+            histograms=histograms,
+            match_depth=match_depth,
+            facet_size=facet_size,
+        )
         wanted = check_channels(channels, self.channels)
-        browse = query is None or (isinstance(query, str) and not query.strip() and resolved is not None)
-        if browse:
+        if options.browses(query):
             if rerank:
                 raise QueryError("rerank needs query text; a search without one (a browse) has no relevance.")
-            return self._browse(
-                resolved, k, offset, langs, wanted, order, wanted_facets, wanted_histograms, facet_size
-            )
-        if rerank and not is_relevance_order(order):
+            lang_filter = check_langs(langs, self.manifest.languages)
+            ordered, matches = browse(self.docstore, options, lang_filter, wanted)
+            page = [(docid, 0.0, {}) for docid in ordered[offset : offset + k]]
+            return self._result("", None, wanted, page, offset, "none", matches)
+        if rerank and not options.by_relevance:
             raise QueryError(
-                f"rerank reorders by relevance; sorting by {order[0][0]!r} ignores it: drop one of them."
+                f"rerank reorders by relevance; sorting by {options.sort[0][0]!r} ignores it: drop one of them."
             )
         depth = max(k + offset, rerank_k) if rerank else k + offset
         checked = Query.checked(query, depth)
-        allowed = None if resolved is None else self.docstore.matching(resolved)
-        fusion_options = {"fusion": fusion, "rrf_k": rrf_k, "weights": weights}
-        found = self._candidates(checked, depth, match_depth, langs, channels, allowed, **fusion_options)
+        found = self._stage.candidates(
+            checked,
+            depth,
+            langs,
+            channels,
+            fusion=fusion,
+            rrf_k=rrf_k,
+            weights=weights,
+            match_depth=options.depth,
+            allowed=None if options.filter is None else self.docstore.matching(options.filter),
+        )
         ranking = found.ranking
         if rerank:
             ranking = self.rerank_ranking(checked, ranking, rerank_k=rerank_k, budget_s=rerank_budget_s).top(
                 k + offset
             )
         matched = [hit.docid for hit in found.matched]
-        own = dict(found.own)
-        if is_relevance_order(order):
-            page_hits = [(hit.docid, _shown_score(hit, own), hit.sources) for hit in ranking.hits[offset:]]
-        else:
-            by_id = {hit.docid: hit for hit in found.matched}
-            ordered = sort_docids(matched, order, lambda name: self.docstore.field_values(matched, name))
-            page_hits = [
-                (d, own.get(d, by_id[d].score), by_id[d].sources) for d in ordered[offset : offset + k]
-            ]
-        total = len(matched)
+        matches = count_matches(self.docstore, matched, options, channels=wanted, exhausted=found.exhausted)
+        page = self._page(found, ranking, options, k, offset)
+        language = checked.language(REPORTED_LANGUAGE_CONFIDENCE)
+        return self._result(query, language, wanted, page, offset, rerank_status(ranking), matches)
+
+    def _page(
+        self, found: Candidates, ranking: Ranking, options: MatchOptions, k: int, offset: int
+    ) -> list[PageHit]:
+        """The page's hits: ``ranking`` (fused or reranked) from ``offset``, or the matches sorted by field."""
+        if options.by_relevance:
+            return [(hit.docid, _shown_score(hit, found.own), hit.sources) for hit in ranking.hits[offset:]]
+        by_id = {hit.docid: hit for hit in found.matched}
+        ordered = sort_by_fields(self.docstore, [hit.docid for hit in found.matched], options.sort)
+        return [(d, found.own.get(d, by_id[d].score), by_id[d].sources) for d in ordered[offset : offset + k]]
+
+    def _result(
+        self,
+        query: str,
+        query_lang: str | None,
+        channels: list[str],
+        page: Sequence[PageHit],
+        offset: int,
+        rerank: str,
+        matches: Matches,
+    ) -> SearchResult:
+        docs = self.docstore.get_many(docid for docid, _, _ in page)
         return SearchResult(
             query=query,
-            query_lang=checked.language(REPORTED_LANGUAGE_CONFIDENCE),
-            channels=wanted,
-            hits=self._hits(page_hits, offset),
-            rerank=rerank_status(ranking),
-            total=total,
-            total_relation="eq" if found.exhausted else "gte",
-            facets={name: self.docstore.facet_counts(matched, name, facet_size) for name in wanted_facets},
-            histograms={
-                name: self.docstore.histogram(matched, name, interval)
-                for name, interval in wanted_histograms.items()
-            },
-            matched_over=matched_over(
-                browse=False,
-                depth=match_depth,
-                channels=wanted,
-                filtered=resolved is not None,
-                exhausted=found.exhausted,
-                total=total,
-            ),
-        )
-
-    def _browse(
-        self,
-        resolved: Filter | None,
-        k: int,
-        offset: int,
-        langs: Collection[str] | None,
-        channels: list[str],
-        order: list[tuple[str, str]],
-        facets: list[str],
-        histograms: Mapping[str, float],
-        facet_size: int,
-    ) -> SearchResult:
-        """No query text: the documents ``resolved`` (and ``langs``) keep, in ``order`` (default: id)."""
-        lang_filter = check_langs(langs, self.manifest.languages)
-        if lang_filter is not None:
-            by_lang = Terms(LANG_FIELD, tuple(sorted(lang_filter)))
-            resolved = by_lang if resolved is None else And((resolved, by_lang))
-        matched = sorted(self.docstore.matching(resolved))
-        sort = [(name, direction) for name, direction in order if name != SCORE] or [(ID, "asc")]
-        ordered = sort_docids(matched, sort, lambda name: self.docstore.field_values(matched, name))
-        return SearchResult(
-            query="",
-            query_lang=None,
+            query_lang=query_lang,
             channels=channels,
-            hits=self._hits([(d, 0.0, {}) for d in ordered[offset : offset + k]], offset),
-            total=len(matched),
-            total_relation="eq",
-            facets={name: self.docstore.facet_counts(matched, name, facet_size) for name in facets},
-            histograms={
-                name: self.docstore.histogram(matched, name, interval)
-                for name, interval in histograms.items()
-            },
-            matched_over=matched_over(
-                browse=True,
-                depth=len(matched),
-                channels=channels,
-                filtered=resolved is not None,
-                exhausted=True,
-                total=len(matched),
-            ),
+            hits=[
+                _hit(rank, docid, score, sources, docs.get(docid))
+                for rank, (docid, score, sources) in enumerate(page, start=offset + 1)
+            ],
+            rerank=rerank,
+            total=matches.total,
+            total_relation=matches.relation,
+            facets=matches.facets,
+            histograms=matches.histograms,
+            matched_over=matches.over,
         )
-
-    def _hits(
-        self, page: Sequence[tuple[str, float, Mapping[str, ChannelScore]]], offset: int
-    ) -> list[SearchHit]:
-        docs = self.docstore.get_many(docid for docid, _, _ in page)
-        return [
-            _hit(rank, docid, score, sources, docs.get(docid))
-            for rank, (docid, score, sources) in enumerate(page, start=offset + 1)
-        ]
 
     def ranking(
         self,
@@ -317,99 +258,10 @@ class Searcher:
         default 1 each; see :mod:`xlir.retrieval.fusion`). One channel's ranking is returned as it is.
         """
         checked = Query.checked(query, k)
-        return self._ranking(checked, k, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights)
-
-    def _ranking(
-        self,
-        query: Query,
-        k: int,
-        langs: Collection[str] | None,
-        channels: Sequence[str] | None,
-        *,
-        fusion: str,
-        rrf_k: int,
-        weights: Mapping[str, float] | None,
-    ) -> Ranking:
-        wanted = check_channels(channels, self.channels)
-        lang_filter = check_langs(langs, self.manifest.languages)
-        check_fusion(fusion, rrf_k, weights, wanted)
-        fused = len(wanted) > 1
-        depth = max(k, 100) if fused else k
-        rankings = []
-        for name in wanted:
-            scope = self._scope(name, lang_filter, query, fused)
-            if scope is not None and not scope:
-                rankings.append(Ranking(source=name))
-            else:
-                rankings.append(
-                    self._channels[name].search(
-                        query.text, depth, scope, query_lang=self._detected(name, query)
-                    )
-                )
-        if not fused:
-            return rankings[0].top(k)
-        return self._fuse_channels(rankings, wanted, query, fusion, rrf_k, weights)[0].top(k)
-
-    def _candidates(
-        self,
-        query: Query,
-        k: int,
-        match_depth: int,
-        langs: Collection[str] | None,
-        channels: Sequence[str] | None,
-        allowed: AbstractSet[str] | None,
-        *,
-        fusion: str,
-        rrf_k: int,
-        weights: Mapping[str, float] | None,
-    ) -> _Candidates:
-        """The top ``k`` as :meth:`ranking` fuses them, and the deeper candidate list "match" counts.
-
-        Each channel is searched once, ``max(k, match_depth)`` deep (at least 100 when fused); the hits
-        are the fusion of each channel's top ``max(k, 100)`` (as :meth:`ranking` and eval have them), the
-        matches the fusion of the whole lists cut to ``match_depth``.
-        """
-        wanted = check_channels(channels, self.channels)
-        lang_filter = check_langs(langs, self.manifest.languages)
-        check_fusion(fusion, rrf_k, weights, wanted)
-        fused = len(wanted) > 1
-        depth = max(k, 100) if fused else k
-        deep = max(depth, match_depth)
-        restricted = {} if allowed is None else {"allowed": allowed}
-        rankings = []
-        exhausted = True
-        for name in wanted:
-            scope = self._scope(name, lang_filter, query, fused)
-            if (scope is not None and not scope) or (allowed is not None and not allowed):
-                rankings.append(Ranking(source=name))
-                continue
-            found = self._channels[name].search(
-                query.text, deep, scope, query_lang=self._detected(name, query), **restricted
-            )
-            exhausted = exhausted and len(found) < deep
-            rankings.append(found)
-        if not fused:
-            whole, own = rankings[0], {}
-            top = whole.top(k)
-        else:
-            heads = [Ranking(r.source, r.hits[:depth]) for r in rankings]
-            head, top_own = self._fuse_channels(heads, wanted, query, fusion, rrf_k, weights)
-            top = head.top(k)
-            whole, own = (
-                (head, top_own)
-                if deep == depth
-                else self._fuse_channels(rankings, wanted, query, fusion, rrf_k, weights)
-            )
-            own = {**own, **top_own}  # the page shows the scores of the fusion it was ranked by
-        matched = tuple(
-            Hit(h.docid, own.get(h.docid, h.score), h.lang, h.sources) for h in whole.hits[:match_depth]
+        found = self._stage.candidates(
+            checked, k, langs, channels, fusion=fusion, rrf_k=rrf_k, weights=weights
         )
-        return _Candidates(
-            ranking=top,
-            own=own,
-            matched=matched,
-            exhausted=exhausted and len(whole) <= match_depth,
-        )
+        return found.ranking
 
     def rankings(
         self,
@@ -428,45 +280,8 @@ class Searcher:
         languages (every channel but a lexical one kept to the query's language), instead of encoding
         and searching the queries again.
         """
-        qids = list(queries)
-        checked = [Query.checked(queries[qid], k) for qid in qids]
-        wanted = check_channels(channels, self.channels)
-        lang_filter = check_langs(langs, self.manifest.languages)
-        fused = len(wanted) > 1
-        depth = max(k, 100) if fused else k
-        per_channel = []
-        for name in wanted:
-            # Queries that share a search scope for this channel are searched together.
-            groups: dict[frozenset[str] | None, list[int]] = {}
-            results: list[Ranking] = [Ranking(source=name)] * len(checked)
-            reusable = (searched or {}).get(name, {})
-            for i, query in enumerate(checked):
-                scope = self._scope(name, lang_filter, query, fused)
-                if qids[i] in reusable and scope == lang_filter:
-                    results[i] = reusable[qids[i]]
-                    continue
-                groups.setdefault(None if scope is None else frozenset(scope), []).append(i)
-            for scope, members in groups.items():
-                if scope is not None and not scope:
-                    continue
-                detected = [self._detected(name, checked[i]) for i in members]
-                found = self._channels[name].batch_search(
-                    [checked[i].text for i in members],
-                    depth,
-                    scope,
-                    query_langs=None if None in detected else detected,
-                )
-                for i, ranking in zip(members, found, strict=True):
-                    results[i] = ranking
-            per_channel.append(results)
-        if not fused:
-            return {qid: ranking.top(k) for qid, ranking in zip(qids, per_channel[0], strict=True)}
-        return {
-            qid: self._fuse_channels(
-                [rankings[i] for rankings in per_channel], wanted, checked[i], "rrf", 60, None
-            )[0].top(k)
-            for i, qid in enumerate(qids)
-        }
+        checked = {qid: Query.checked(text, k) for qid, text in queries.items()}
+        return self._stage.rankings(checked, k, langs, channels, searched)
 
     @property
     def reranker(self) -> Reranker:
@@ -529,8 +344,7 @@ class Searcher:
         )
 
     def close(self) -> None:
-        for searcher in self._channels.values():
-            searcher.close()
+        self._stage.close()
         self.docstore.close()
 
     def __enter__(self) -> Searcher:
@@ -538,89 +352,6 @@ class Searcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- how channels are searched and fused -----------------------------------------------------
-
-    def _detected(self, name: str, query: Query) -> tuple[str, float] | None:
-        """The query's detected language for channel ``name`` if its searcher reads it (else None)."""
-        return query.detected if CHANNELS[name].reads_query_language else None
-
-    def _scope(self, name: str, lang_filter: set[str] | None, query: Query, fused: bool) -> set[str] | None:
-        """The document languages channel ``name`` searches for one query.
-
-        A lexical channel (BM25) fused with others searches only documents in the query's own
-        language: across languages, shared words are mostly names and numbers, and giving that weak
-        evidence an equal vote in the fusion pulls cross-lingual rankings down (XQuAD de->en nDCG@10:
-        dense 0.920, dense+sparse 0.930, bm25+dense+sparse over every language 0.855). Alone, or when
-        the query's language is unknown, it searches every (requested) language.
-        """
-        if not fused or not CHANNELS[name].lexical:
-            return lang_filter
-        query_lang = query.language(LEXICAL_SCOPE_CONFIDENCE)
-        if query_lang is None:
-            return lang_filter
-        return {query_lang} if lang_filter is None else lang_filter & {query_lang}
-
-    def _fuse_channels(
-        self,
-        rankings: list[Ranking],
-        channels: Sequence[str],
-        query: Query,
-        fusion: str,
-        rrf_k: int,
-        weights: Mapping[str, float] | None,
-    ) -> tuple[Ranking, dict[str, float]]:
-        """Fuse one query's channel rankings; a lexical channel kept to the query's language only reorders
-        the places that language holds in the other channels' fusion (:func:`xlir.retrieval.fusion.language_slots`).
-
-        Returns the ranking, its scores those of the places (non-increasing: what run files and the rerank
-        stage read the order from), and each document's own fused score where it differs (language
-        slots), which is what a hit shows.
-        """
-        from xlir.retrieval.fusion import language_slots
-
-        fused = _fuse(rankings, channels, fusion, rrf_k, weights)
-        lexical = [CHANNELS[name].lexical for name in channels]
-        if all(lexical) or not any(lexical):
-            return fused, {}
-        query_lang = query.language(LEXICAL_SCOPE_CONFIDENCE)
-        if query_lang is None:
-            return fused, {}
-        neutral = [(r, name) for r, name, lex in zip(rankings, channels, lexical, strict=True) if not lex]
-        base = (
-            _fuse([r for r, _ in neutral], [name for _, name in neutral], fusion, rrf_k, weights)
-            if len(neutral) > 1
-            else neutral[0][0]
-        )
-        slotted = language_slots(base, fused, query_lang, source=fused.source, scores="slot")
-        return slotted, {hit.docid: hit.score for hit in fused.hits}
-
-
-def _fuse(
-    rankings: list[Ranking],
-    channels: Sequence[str],
-    fusion: str,
-    rrf_k: int,
-    weights: Mapping[str, float] | None,
-) -> Ranking:
-    from xlir.retrieval.fusion import normalized_fusion, rrf
-
-    if fusion == "rrf":
-        return rrf(rankings, k=rrf_k)
-    full = {
-        r.source: float((weights or {}).get(name, 1.0)) for r, name in zip(rankings, channels, strict=True)
-    }
-    return normalized_fusion(rankings, weights=full, method=fusion)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class _Candidates:
-    """One query's first stage: the ranking its hits come from, and the deeper list "match" counts."""
-
-    ranking: Ranking  # the top k (scores: those of the places, see Searcher._fuse_channels)
-    own: Mapping[str, float]  # each document's own fused score, where it differs from ranking's
-    matched: tuple[Hit, ...]  # the fused candidates down to match_depth, with their own scores
-    exhausted: bool  # no channel had more candidates than it returned: the matches are all there are
 
 
 def _shown_score(hit: Hit, own: Mapping[str, float]) -> float:

@@ -5,7 +5,8 @@
 * ``xlir_http_request_duration_seconds{endpoint,method}``: latency histogram per route.
 * ``xlir_search_duration_seconds{channels}``: whole-search latency per channel combination (``bm25``,
   ``bm25+dense``, ``bm25+rerank``, ...).
-* ``xlir_channel_search_duration_seconds{channel}``: the time each channel's searcher took within a search.
+* ``xlir_channel_search_duration_seconds{channel}``: the time each channel's searcher took within a search
+  (reported by the :class:`xlir.retrieval.searcher.Searcher` through its ``channel_timer``).
 * ``xlir_index_updates_total{operation}``, ``xlir_index_documents``: updates applied and index size.
 * ``process_*`` (CPU seconds, resident and virtual memory, open file descriptors, start time) and
   ``python_gc_*`` / ``python_info``: from prometheus-client's default collectors.
@@ -19,10 +20,7 @@ answers, reports the sum over all of them (prometheus-client's multiprocess mode
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,7 +91,6 @@ class Metrics:
         own = None if self.multiprocess_dir else CollectorRegistry(auto_describe=True)
         self._registry = own
         self.documents: Callable[[], int | None] = lambda: None
-        self._wrapping = threading.Lock()
         self._requests = Counter(
             "xlir_http_requests",
             "HTTP requests served, by route template, method and status.",
@@ -166,42 +163,6 @@ class Metrics:
         """The scrape body and its content type (OpenMetrics when ``accept`` asks for it, else Prometheus text)."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry()), content_type
-
-    # -- per-channel timing ----------------------------------------------------------------------------
-
-    def time_channels(self, searcher: Any) -> None:
-        """Time every channel searcher of ``searcher`` (an open :class:`xlir.retrieval.searcher.Searcher`).
-
-        The Searcher reports no per-channel timings, so each channel searcher's ``batch_search`` and
-        ``search`` are wrapped on the instance (its type is unchanged); the outermost call of a search is
-        timed once. Idempotent, and cheap to call before every search: channels reopened by an update
-        are new objects and get wrapped then.
-        """
-        with self._wrapping:  # concurrent searches must not wrap one channel twice
-            for name, channel in getattr(searcher, "_channels", {}).items():
-                if getattr(channel, "_xlir_timed", False):
-                    continue
-                depth = threading.local()
-                for method in ("search", "batch_search"):
-                    original = getattr(channel, method, None)
-                    if original is not None:
-                        setattr(channel, method, self._timed(name, original, depth))
-                channel._xlir_timed = True
-
-    def _timed(self, name: str, method: Callable[..., Any], depth: threading.local) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            level = getattr(depth, "level", 0)
-            depth.level = level + 1
-            started = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                depth.level = level
-                if level == 0:
-                    self.observe_channel(name, time.perf_counter() - started)
-
-        return timed
 
 
 class _Forward(Collector):

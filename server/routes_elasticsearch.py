@@ -1,10 +1,10 @@
 """``GET/POST /{index}/_search``: Elasticsearch's search API (the common subset) over the same search.
 
-An adapter, not a second search path: the request is translated (:mod:`xlir.server.elasticsearch_dsl`)
+An adapter, not a second search path: the request is translated (:mod:`xlir.server.elasticsearch_request`)
 into the :class:`xlir.server.schemas.SearchRequest` that ``/search`` runs, through the same
-:meth:`xlir.server.service.ServedIndex.search`, and the result is answered in Elasticsearch's shape.
-``index`` is the served index's name (its directory name), ``_all`` or ``*``; another name is a 404 as
-Elasticsearch words it. Errors are answered as Elasticsearch does: ``{"error": {"type", "reason"},
+:meth:`xlir.server.service.ServedIndex.search`, and the result is answered in Elasticsearch's shape
+(:mod:`xlir.server.elasticsearch_response`). ``index`` is the served index's name (its directory name),
+``_all`` or ``*``; another name is a 404 as Elasticsearch words it. Errors are answered as Elasticsearch does: ``{"error": {"type", "reason"},
 "status"}``. xlir does not claim to be Elasticsearch (no ``GET /`` banner): clients that speak the
 search API without checking the product (opensearch-py) work; the official Elasticsearch client refuses.
 """
@@ -20,13 +20,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from xlir.errors import UserError
-from xlir.server.elasticsearch_dsl import (
+from xlir.server.elasticsearch_request import (
     TOP_LEVEL,
     ElasticsearchParseError,
     ElasticsearchRequestError,
-    es_response,
     parse_request,
 )
+from xlir.server.elasticsearch_response import es_response
 from xlir.server.schemas import SearchRequest
 from xlir.server.service import ServedIndex, served_index
 from xlir.server.snippets import query_terms

@@ -134,7 +134,7 @@ def test_fused_rankings_reuse_channels_already_searched_alone(neural_index: Path
     with Searcher(neural_index) as searcher:
         alone = {c: searcher.rankings(queries, k=100, channels=[c]) for c in ("bm25", "dense")}
         fresh = searcher.rankings(queries, k=100)
-        dense = searcher._channels["dense"]
+        dense = searcher._stage.channels["dense"]
         calls: list[int] = []
         original = dense.batch_search
         dense.batch_search = lambda texts, k, langs, **kw: (

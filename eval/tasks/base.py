@@ -73,7 +73,7 @@ def xlir_runs(index: Path, topics: Mapping[str, str], channels: Sequence[str], d
     with Searcher(index) as searcher:
         for channel in channels:
             runs[f"xlir {channel}"] = searcher.rankings(topics, k=depth, channels=[channel])
-        # What the product returns: every channel, BM25 limited to the query's language (Searcher._scope);
+        # What the product returns: every channel, BM25 limited to the query's language (FirstStage.scope);
         # the channels searched the same way as alone are not searched again.
         runs["xlir fused"] = searcher.rankings(
             topics, k=depth, searched={c: runs[f"xlir {c}"] for c in channels}
