@@ -1,15 +1,17 @@
 """Index builds: corpus -> every channel + docstore + manifest, published atomically.
 
-A build writes into a temporary sibling directory and only replaces the target once every channel has
-been written, verified and described in the manifest. If anything fails (bad corpus line, a channel
-error, Ctrl-C), the temporary directory is removed and the previous index, if any, is untouched.
+A build holds the target's writer lock (:mod:`xlir.indexing.locking`) from start to publish: a second
+build, an updater or a writing server on the same target waits or fails naming it. Under the lock it
+first restores an interrupted publish and removes the leftovers of dead builds
+(:mod:`xlir.indexing.publish`), then writes into a temporary sibling directory and only replaces the
+target once every channel has been written, verified and described in the manifest. If anything fails
+(bad corpus line, a channel error, Ctrl-C), the temporary directory is removed and the previous index,
+if any, is untouched; if the process dies, the next build or open finds the old or the new index whole.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections import Counter
@@ -27,7 +29,9 @@ from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import CorpusError, Document
 from xlir.indexing.errors import ConfigError
 from xlir.indexing.fields import FieldInference, FieldValueError, check_fields, field_rows
+from xlir.indexing.locking import hold
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
+from xlir.indexing.publish import discard, fault, publish, recover, remove_leftovers, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,27 +51,51 @@ def build_index(
     sources: Iterable[str] = (),
     skipped: Counter[str] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
 ) -> Manifest:
     """Build an index over ``documents`` at ``index_dir`` and return its manifest.
 
     ``skipped`` is the reader's counter of skipped lines (``on_error="skip"``); duplicate ids skipped
     here are added to it, and the totals are recorded in the manifest. ``on_progress`` is called with
     the number of documents indexed so far, every few thousand documents and at the end.
+    Another writer on the target: :class:`xlir.indexing.locking.IndexLockedError`, or with ``wait`` a
+    wait for it (up to ``timeout`` seconds; None: as long as it takes).
     """
     config = config or IndexConfig()
     target = Path(index_dir).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with hold(target, "build", wait=wait, timeout=timeout):
+        recover(target)
+        removed = remove_leftovers(target)
+        if removed:
+            log.warning("removed leftovers of dead builds: %s", ", ".join(p.name for p in removed))
+        return _build_locked(documents, target, config, overwrite, sources, skipped, on_progress)
+
+
+def _build_locked(
+    documents: Iterable[Document],
+    target: Path,
+    config: IndexConfig,
+    overwrite: bool,
+    sources: Iterable[str],
+    skipped: Counter[str] | None,
+    on_progress: Callable[[int], None] | None,
+) -> Manifest:
     _check_target(target, overwrite)
     unknown = [c for c in config.channels if c not in CHANNELS]
     if unknown:
         raise ConfigError(f"unknown channel(s) {unknown}; known channels: {sorted(CHANNELS)}")
     skipped = skipped if skipped is not None else Counter()
     declared = check_fields(config.fields)
+    if config.on_error == "stop" and hasattr(documents, "check_unique_ids"):
+        documents.check_unique_ids()  # an open_corpus(): a duplicate id fails now, not after encoding
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging = staging_dir(target)
     staging.mkdir()
     started = time.perf_counter()
     try:
+        fault("build:started")
         writers = {c: open_writer(c, staging / c, config.channel_config(c)) for c in config.channels}
         store = DocStore.in_directory(staging, create=True)
         store.declare_fields(declared)
@@ -99,11 +127,12 @@ def build_index(
             skipped=dict(skipped),
             fields=fields,
             build_seconds=round(time.perf_counter() - started, 3),
+            build_id=uuid.uuid4().hex,
         )
-        manifest.write(staging)
-        _publish(staging, target)
+        manifest.write(staging)  # last and atomically: the staged build is complete from here on
+        publish(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard(staging)
         raise
     return manifest
 
@@ -248,14 +277,3 @@ def _check_target(target: Path, overwrite: bool) -> None:
             f"{target} is a non-empty directory that is not an xlir index: refusing to replace it. "
             "Choose a new or empty directory."
         )
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Swap the finished build in. The previous index is moved aside first, then removed."""
-    if target.exists():
-        retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, retired)
-        os.replace(staging, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, target)

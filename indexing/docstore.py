@@ -269,6 +269,12 @@ class DocStore:
         return row[0] if row else None
 
     def language_counts(self) -> dict[str, int]:
+        """Documents per language (``und``: unknown), counted now from the store, in code order.
+
+        The manifest's ``languages`` are these counts, taken when a build finishes and again after every
+        update batch under the index's writer lock, so that another writer's batches are never lost from
+        them (the docstore is the one record every writer process commits to).
+        """
         rows = self._db.execute("SELECT COALESCE(lang, 'und'), COUNT(*) FROM docs GROUP BY 1 ORDER BY 1")
         return dict(rows.fetchall())
 

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from xlir.errors import NotFoundError
+from xlir.indexing.filecommit import atomic_write_text
+from xlir.indexing.publish import MANIFEST_NAME, recover_for_reading
 
-MANIFEST_NAME = "manifest.json"
+__all__ = ["MANIFEST_NAME", "IndexNotFoundError", "Manifest", "library_versions"]
 FORMAT_VERSION = 1
 
 #: Distributions whose versions decide whether an index can be read back identically.
@@ -59,19 +61,34 @@ class Manifest:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     libraries: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
+    #: set once per build (a random id); an update keeps it, a rebuild changes it: the index's identity.
+    build_id: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Which build this is: the build id (the creation time for an index built before build ids)."""
+        return self.build_id or self.created
 
     def to_json(self) -> str:
         """The text of ``manifest.json``: indented JSON, non-ASCII characters kept, a final newline."""
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
 
     def write(self, directory: Path) -> Path:
-        path = directory / MANIFEST_NAME
-        path.write_text(self.to_json(), encoding="utf-8")
+        """Write ``manifest.json`` into ``directory`` atomically (a temporary file renamed over it)."""
+        path = Path(directory) / MANIFEST_NAME
+        atomic_write_text(path, self.to_json())
         return path
 
     @classmethod
-    def read(cls, directory: Path) -> Manifest:
+    def read(cls, directory: Path, *, recover: bool = True) -> Manifest:
+        """The manifest of the index at ``directory``.
+
+        With ``recover`` (the default), an index left missing by a build that died while publishing is
+        first restored (:func:`xlir.indexing.publish.recover_for_reading`).
+        """
         path = Path(directory) / MANIFEST_NAME
+        if recover and not path.is_file():
+            recover_for_reading(Path(directory))
         if not Path(directory).is_dir():
             raise IndexNotFoundError(
                 f"{directory}: no such index directory. Build one with `xlir index build CORPUS {directory}`."

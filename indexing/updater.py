@@ -25,18 +25,23 @@ Design
 * **Fields.** The docstore's typed field values change in the same transaction as its documents. The
   field types are fixed at build (``Manifest.fields``): a value that does not fit is refused before the
   batch is journaled, and a metadata key that is not a field of the index is kept as metadata only.
-* **One writer at a time.** Batches are serialized by a lock within the process and an ``flock`` on
-  ``.update.lock`` across processes. Searchers opened before a batch keep seeing the state they opened
-  (Lucene readers are point-in-time); :meth:`xlir.retrieval.searcher.Searcher.reload` opens the new state.
-  The HTTP server applies a batch and reloads under a writer lock, so no search sees half a batch.
+* **One writer at a time.** Each batch holds the index's writer lock (:mod:`xlir.indexing.locking`: an
+  ``flock`` beside the index, shared with builds and servers); another writer gets
+  :class:`xlir.indexing.locking.IndexLockedError` naming the holder, or waits (``wait``, ``timeout``).
+  Searchers opened before a batch keep seeing the state they opened (Lucene readers are point-in-time);
+  :meth:`xlir.retrieval.searcher.Searcher.reload` opens the new state. The HTTP server applies a batch
+  and reloads under a writer lock, so no search sees half a batch.
+* **Never a stale manifest.** Under the lock, before each batch, the manifest is read again from disk
+  (another process may have written a batch, or a rebuild replaced the index: its ``build_id`` differs).
+  A replaced index is followed: its config is taken, the batch is checked against it and applied to it
+  (:attr:`IndexUpdater.replaced` counts such switches). The manifest written after the batch is always
+  the one just read plus this batch's changes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,12 +56,13 @@ from xlir.indexing.docstore import DocStore
 from xlir.indexing.documents import Document
 from xlir.indexing.fields import FieldValueError, field_rows
 from xlir.indexing.filecommit import atomic_write_text, fsync
+from xlir.indexing.locking import hold
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
+from xlir.indexing.publish import recover
 
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal"
-LOCK_NAME = ".update.lock"
 
 
 class UpdateError(UserError, ValueError):
@@ -85,27 +91,45 @@ class IndexUpdater:
 
     Raises :class:`xlir.indexing.manifest.IndexNotFoundError` if ``index_dir`` is not an index and
     :class:`xlir.indexing.channels.base.UpdateNotSupportedError` if one of its channels cannot be updated.
-    Pending journal entries of an interrupted update are replayed on construction.
+    Pending journal entries of an interrupted update are replayed on construction. Another writer on
+    the index: :class:`xlir.indexing.locking.IndexLockedError` at once, or with ``wait`` after waiting
+    up to ``timeout`` seconds (None: as long as it takes); ``holder`` is what the lock names this writer.
     """
 
-    def __init__(self, index_dir: Path | str) -> None:
+    def __init__(
+        self,
+        index_dir: Path | str,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        holder: str = "update",
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.manifest = Manifest.read(self.index_dir)
-        unsupported = [c for c in self.manifest.channels if not updatable(c)]
+        self._check_updatable(self.manifest)
+        self._config = IndexConfig.from_dict(self.manifest.config)
+        self._wait, self._timeout, self._holder = wait, timeout, holder
+        #: how many times a batch found the index replaced by a rebuild and followed it
+        self.replaced = 0
+        self._depth = 0
+        with self.exclusive():
+            pass  # replays what an interrupted process journaled
+
+    @staticmethod
+    def _check_updatable(manifest: Manifest) -> None:
+        unsupported = [c for c in manifest.channels if not updatable(c)]
         if unsupported:
             raise UpdateNotSupportedError(unsupported)
-        self._config = IndexConfig.from_dict(self.manifest.config)
-        self._lock = threading.Lock()
-        with self._exclusive():
-            self._replay()
 
     # -- public operations -------------------------------------------------------------------------
 
     def upsert(self, docs: Sequence[Document]) -> UpdateReport:
         """Add ``docs``, replacing stored documents with the same ids, in every channel and the docstore."""
-        prepared = self._prepare(docs)
-        with self._exclusive():
-            self._replay()
+        replaced = self.replaced
+        prepared = self._prepare(docs)  # outside the lock: language detection takes its time
+        with self.exclusive():
+            if self.replaced != replaced:  # checked against an index a rebuild has replaced since
+                prepared = self._prepare(docs)
             entry = {"op": "upsert", "docs": [_doc_to_json(d) for d in prepared]}
             return self._run(entry)
 
@@ -117,8 +141,7 @@ class IndexUpdater:
         bad = [docid for docid in unique if not isinstance(docid, str) or not docid.strip()]
         if bad:
             raise UpdateError(f"invalid document id(s) {bad[:5]!r}: ids are non-empty strings")
-        with self._exclusive():
-            self._replay()
+        with self.exclusive():
             return self._run({"op": "delete", "ids": unique})
 
     def pending(self) -> list[Path]:
@@ -165,14 +188,40 @@ class IndexUpdater:
         return prepared
 
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with self._lock:
-            with open(self.index_dir / LOCK_NAME, "a+b") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+    def exclusive(self, *, wait: bool | None = None, timeout: float | None = None) -> Iterator[None]:
+        """Hold the index's writer lock (re-entrant); on first entry, catch up with the index on disk.
+
+        Catching up: restore an interrupted publish, read the manifest again (following a rebuild, see
+        the module docstring) and replay what an interrupted process journaled. ``wait`` and
+        ``timeout`` default to the updater's.
+        """
+        wait = self._wait if wait is None else wait
+        timeout = self._timeout if timeout is None else timeout
+        with hold(self.index_dir, self._holder, wait=wait, timeout=timeout):
+            self._depth += 1
+            try:
+                if self._depth == 1:
+                    self._refresh()
+                    self._replay()
+                yield
+            finally:
+                self._depth -= 1
+
+    def _refresh(self) -> None:
+        """Read the manifest from disk again (the caller holds the lock); follow a rebuilt index."""
+        recover(self.index_dir.resolve())
+        manifest = Manifest.read(self.index_dir, recover=False)
+        if manifest.identity != self.manifest.identity:
+            self._check_updatable(manifest)
+            log.warning(
+                "%s was rebuilt (build %s, was %s): applying batches to the new index",
+                self.index_dir,
+                manifest.identity,
+                self.manifest.identity,
+            )
+            self._config = IndexConfig.from_dict(manifest.config)
+            self.replaced += 1
+        self.manifest = manifest
 
     def _replay(self) -> None:
         for path in self.pending():

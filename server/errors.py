@@ -3,11 +3,15 @@
 One handler maps any :class:`xlir.errors.UserError` to its ``http_status`` with its message, wherever in
 the layers below it was raised (an empty query is a 400, a missing document a 404, an index that cannot
 be updated in place a 409); request validation, unknown routes and crashes get their own handlers here.
+No body shows where the index lies on the server: a message that names its directory shows its name
+only (:func:`without_index_path`), as ``/readyz`` does.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,10 +43,27 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def without_index_path(message: str, index_dir: Path | None) -> str:
+    """``message`` with every path inside ``index_dir`` shown from the index's name on: ``/srv/data/news/
+    docs.sqlite`` becomes ``news/docs.sqlite``. Where an index lies is the operator's business, not a
+    client's; the folders above it can name people, hosts and layouts."""
+    if index_dir is None:
+        return message
+    forms = {str(p.parent) for p in (index_dir, index_dir.absolute(), index_dir.resolve())}
+    for parent in sorted(forms - {".", ""}, key=len, reverse=True):
+        message = message.replace(parent if parent.endswith(os.sep) else parent + os.sep, "")
+    return message
+
+
+def _index_dir(request: Request) -> Path | None:
+    index = getattr(request.app.state, "index", None)
+    return getattr(index, "index_dir", None)
+
+
 async def _user_error(request: Request, exc: UserError) -> JSONResponse:
     # 401 means "send credentials": say which kind (the only one this service takes).
     headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return error_response(str(exc), exc.http_status, headers)
+    return error_response(without_index_path(str(exc), _index_dir(request)), exc.http_status, headers)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -69,7 +90,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    message = str(exc.detail)
+    message = without_index_path(str(exc.detail), _index_dir(request))
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint {request.url.path}; see /docs for the API"
     elif exc.status_code == 405:

@@ -6,6 +6,8 @@ import re
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from xlir.server.errors import error_response
 from xlir.server.metrics import Metrics
 
@@ -13,12 +15,24 @@ from xlir.server.metrics import Metrics
 _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit: an HTTPException, so that FastAPI's body
+    parsing passes it on (it answers any other exception there with 400) and the app's handler answers 413."""
+
+    def __init__(self, limit: int, size: int) -> None:
+        super().__init__(413, too_large(limit, size), headers={"Connection": "close"})
+
+
+def too_large(limit: int, size: int) -> str:
+    return (
+        f"the request body is over {limit:,} bytes (got at least {size:,}); "
+        "send fewer documents per POST /documents batch"
+    )
 
 
 class BodyLimitMiddleware:
-    """Answer 413 to request bodies over ``limit`` bytes (declared or streamed), before the app reads them."""
+    """Answer 413 to request bodies over ``limit`` bytes, before the app reads them: at once when the
+    ``Content-Length`` says so, else (a chunked body) as soon as the bytes received pass the limit."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
@@ -41,7 +55,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(self.limit, received)
             return message
 
         async def tracking_send(message: dict) -> None:
@@ -57,11 +71,7 @@ class BodyLimitMiddleware:
                 await self._reject(send, received)
 
     async def _reject(self, send: Any, size: int) -> None:
-        response = error_response(
-            f"the request body is over {self.limit:,} bytes (got at least {size:,}); "
-            "send fewer documents per POST /documents batch",
-            413,
-        )
+        response = error_response(too_large(self.limit, size), 413, {"Connection": "close"})
         await response({"type": "http"}, None, send)
 
 

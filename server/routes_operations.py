@@ -51,13 +51,14 @@ def healthz() -> HealthResponse:
     responses={503: {"model": ErrorResponse, "description": "The index is not open."}},
 )
 def readyz(index: Index) -> ReadyResponse:
-    """The index is open: its channels, documents, languages and metadata fields."""
+    """The index is open: its name (its directory's name, never the path), channels, documents, languages
+    and metadata fields."""
     with index.lock.read():
         searcher = index.require()
         manifest = searcher.manifest
         return ReadyResponse(
             status="ready",
-            index=str(index.index_dir),
+            index=index.index_dir.resolve().name,
             channels=searcher.channels,
             documents=manifest.documents,
             languages=dict(manifest.languages),

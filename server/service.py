@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Default time budget for reranking one query (rerank=true), in milliseconds.
 DEFAULT_RERANK_BUDGET_MS = 5000
+#: How long a batch waits for the index's writer lock held by another process before answering 409.
+WRITE_LOCK_WAIT_S = 2.0
 
 
 class DocumentNotFoundError(NotFoundError):
@@ -83,14 +85,22 @@ class ServedIndex:
 
     def open(self) -> None:
         """Replay an interrupted update if one is journaled, then open the index."""
-        from xlir.indexing.updater import JOURNAL_DIR, IndexUpdater
+        from xlir.indexing.locking import IndexLockedError
+        from xlir.indexing.updater import JOURNAL_DIR
         from xlir.retrieval.searcher import Searcher
 
         try:
             if any((self.index_dir / JOURNAL_DIR).glob("*.json")):
                 log.warning("%s has an unfinished update; replaying it before serving", self.index_dir)
-                self._updater = IndexUpdater(self.index_dir)
-            self.searcher = Searcher(self.index_dir, reranker=self.reranker or "default")
+                try:
+                    self._get_updater()
+                except IndexLockedError as exc:  # its holder (or the next batch here) replays it
+                    log.warning("not replaying now: %s", exc)
+            self.searcher = Searcher(
+                self.index_dir,
+                reranker=self.reranker or "default",
+                channel_timer=self.metrics.observe_channel,  # per-channel latency for /metrics
+            )
             self.error = None
         except Exception as exc:  # the process stays up; /readyz and every search say why
             log.exception("cannot open the index %s", self.index_dir)
@@ -128,7 +138,6 @@ class ServedIndex:
         started = time.perf_counter()
         with self._search_slots, self.lock.read():
             searcher = self.require()
-            self.metrics.time_channels(searcher)  # per-channel latency for /metrics
             channels = list(request.channels) if request.channels else searcher.channels
             langs = sorted({normalize_language(code) for code in request.langs}) if request.langs else None
             budget_ms = (
@@ -183,7 +192,9 @@ class ServedIndex:
         with self._update_lock:  # one batch at a time; searches go on until the swap
             self.require()
             updater = self._get_updater()
-            with self.lock.write():
+            # The index's writer lock (another process's build or batch: wait a little, then 409) also
+            # re-reads the manifest: a rebuild since the last batch is followed, never written over.
+            with updater.exclusive(), self.lock.write():
                 try:
                     report = apply(updater)
                 finally:
@@ -194,8 +205,10 @@ class ServedIndex:
     def _get_updater(self) -> IndexUpdater:
         from xlir.indexing.updater import IndexUpdater
 
-        if self._updater is None:
-            self._updater = IndexUpdater(self.index_dir)  # UpdateNotSupportedError: a 409
+        if self._updater is None:  # UpdateNotSupportedError, IndexLockedError: a 409
+            self._updater = IndexUpdater(
+                self.index_dir, wait=True, timeout=WRITE_LOCK_WAIT_S, holder="server"
+            )
         return self._updater
 
     def _reload(self) -> None:

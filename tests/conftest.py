@@ -93,3 +93,39 @@ def save_tiny_splade(folder: Path, texts: list[str], vocab_size: int, pair: str 
     transformers.BertForMaskedLM(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+def save_tiny_sentence_encoder(
+    folder: Path, texts: list[str], vocab_size: int, prompts: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """A real BertModel (2 layers, 32 wide, random weights from seed 0) with a WordPiece vocabulary of
+    ``vocab_size`` trained on ``texts``, saved as a Hugging Face folder (``folder / "hf"``) and as a
+    mean-pooled sentence-transformers encoder with ``prompts`` (``folder / "st"``): both folders."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    hf = folder / "hf"
+    hf.mkdir(parents=True)
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False)
+    trainer.save_model(str(hf))
+    tokenizer = BertTokenizerFast(vocab_file=str(hf / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(hf)
+    tokenizer.save_pretrained(hf)
+    transformer = Transformer(str(hf), max_seq_length=128)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling], prompts=prompts or {}, device="cpu")
+    model.save(str(folder / "st"))
+    return hf, folder / "st"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_tiny_splade
+from conftest import save_tiny_sentence_encoder, save_tiny_splade
 from metadata_corpus import FIELDS, metadata_for, write_metadata_corpus
 
 from xlir.indexing.builder import build_index
@@ -67,38 +67,16 @@ def tiny_models(corpus: list[dict], tmp_path_factory: pytest.TempPathFactory) ->
     """A random-weight BERT (HF folder for multivector, sentence-transformers folder for dense) and a
     random-weight SPLADE, with WordPiece vocabularies trained on the corpus."""
     import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM
 
     texts = [r["text"] for r in corpus]
     root = tmp_path_factory.mktemp("tiny-models")
-    torch.manual_seed(0)
-    hf = root / "bert"
-    hf.mkdir()
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(texts, vocab_size=2000, min_frequency=1, show_progress=False)
-    trainer.save_model(str(hf))
-    tokenizer = BertTokenizerFast(vocab_file=str(hf / "vocab.txt"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(hf)
-    tokenizer.save_pretrained(hf)
-    transformer = Transformer(str(hf), max_seq_length=128)
-    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
-    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(root / "st"))
+    hf, st = save_tiny_sentence_encoder(root, texts, vocab_size=2000)
     splade = save_tiny_splade(root / "splade", texts, vocab_size=300)
     torch.manual_seed(0)  # room for whole paragraphs (the SPLADE encoder reads up to 512 tokens)
     splade_config = BertConfig.from_pretrained(splade, max_position_embeddings=512)
     BertForMaskedLM(splade_config).save_pretrained(splade)
-    return {"bert": str(hf), "st": str(root / "st"), "splade": str(splade)}
+    return {"bert": str(hf), "st": str(st), "splade": str(splade)}
 
 
 def _dense(model: str, kind: str) -> DenseConfig:
@@ -142,7 +120,19 @@ def searchers(index: Path):
         searcher.close()
 
 
-def _query(channel: str, lexical_query: str) -> str:
+@pytest.fixture(params=CHANNELS)
+def channel(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def searcher(channel: str, searchers: dict) -> ChannelSearcher:
+    return searchers[channel]
+
+
+@pytest.fixture
+def query(channel: str, lexical_query: str) -> str:
+    """Words of the allowed documents for the lexical channels, a sentence for the neural ones."""
     return lexical_query if channel in ("bm25", "translate") else NEURAL_QUERY
 
 
@@ -175,12 +165,9 @@ def _reference(searcher: ChannelSearcher, channel: str, query: str, keep: frozen
     return {searcher.docids[p]: float(s) for p, s in zip(positions.tolist(), scores.tolist(), strict=True)}
 
 
-@pytest.mark.parametrize("channel", CHANNELS)
 def test_one_percent_filter_returns_k_hits_equal_to_brute_force(
-    channel: str, searchers: dict, allowed: frozenset[str], lexical_query: str
+    channel: str, searcher: ChannelSearcher, query: str, allowed: frozenset[str]
 ) -> None:
-    searcher = searchers[channel]
-    query = _query(channel, lexical_query)
     reference = _reference(searcher, channel, query, allowed)
     assert len(reference) >= K, "the test query must match at least k allowed documents"
     [ranking] = searcher.batch_search([query], K, query_langs=ENGLISH, allowed=allowed)
@@ -190,12 +177,9 @@ def test_one_percent_filter_returns_k_hits_equal_to_brute_force(
     assert _pairs(single) == _pairs(ranking)
 
 
-@pytest.mark.parametrize("channel", CHANNELS)
 def test_languages_and_allowed_ids_compose(
-    channel: str, searchers: dict, allowed: frozenset[str], corpus: list[dict], lexical_query: str
+    channel: str, searcher: ChannelSearcher, query: str, allowed: frozenset[str], corpus: list[dict]
 ) -> None:
-    searcher = searchers[channel]
-    query = _query(channel, lexical_query)
     langs = {r["id"]: r["lang"] for r in corpus}
     both = frozenset(d for d in allowed if langs[d] in ("de", "es"))
     [ranking] = searcher.batch_search([query], K, ["de", "es"], query_langs=ENGLISH, allowed=allowed)
@@ -203,12 +187,9 @@ def test_languages_and_allowed_ids_compose(
     assert _pairs(ranking) == _top(_reference(searcher, channel, query, both), K)
 
 
-@pytest.mark.parametrize("channel", CHANNELS)
 def test_empty_unknown_and_everything_allowed(
-    channel: str, searchers: dict, allowed: frozenset[str], corpus: list[dict], lexical_query: str
+    channel: str, searcher: ChannelSearcher, query: str, allowed: frozenset[str], corpus: list[dict]
 ) -> None:
-    searcher = searchers[channel]
-    query = _query(channel, lexical_query)
     assert (
         searcher.batch_search([query, query], K, query_langs=ENGLISH * 2, allowed=set())
         == [Ranking(source=channel)] * 2

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import documents_in, nonsense_texts, save_tiny_splade
-from test_dense import _tiny_model
+from conftest import documents_in, nonsense_texts, save_tiny_sentence_encoder, save_tiny_splade
 
 from xlir.indexing import filecommit
 from xlir.indexing.builder import build_index
@@ -93,7 +92,7 @@ def _assert_same_rankings(updated: Path, fresh: Path, channel: str, k: int = 10)
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(_tiny_model(tmp_path_factory.mktemp("tiny-dense"), TEXTS))
+    return str(save_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny-dense"), TEXTS, vocab_size=1500)[1])
 
 
 def _dense_config(model: str, **dense: object) -> IndexConfig:
@@ -239,7 +238,7 @@ def sample_docs(sample: Path) -> list[Document]:
 def hybrid(tmp_path_factory: pytest.TempPathFactory, sample_docs: list[Document]) -> tuple[Path, IndexConfig]:
     """A slice of the bundled sample with bm25 + dense (the tiny model, its vocabulary from these texts)."""
     folder = tmp_path_factory.mktemp("hybrid")
-    model = _tiny_model(folder / "model", [d.text for d in sample_docs])
+    model = save_tiny_sentence_encoder(folder / "model", [d.text for d in sample_docs], vocab_size=1500)[1]
     config = IndexConfig(channels=("bm25", "dense"), dense=DenseConfig(model=str(model), batch_size=16))
     build_index(sample_docs, folder / "pristine", config)
     return folder / "pristine", config

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, documents_in, nonsense_texts
+from conftest import SHARED_DATA, documents_in, nonsense_texts, save_tiny_sentence_encoder
 
 from xlir.indexing.builder import build_index
 from xlir.indexing.channels.dense.searcher import DenseSearcher
@@ -32,47 +32,18 @@ SMALL = DOCS[:120]
 RARE = [Document(id=f"it{i}", text=d.text, lang="it") for i, d in enumerate(DOCS[600:603])]
 
 
-def _tiny_model(folder: Path, texts: list[str], prompts: dict[str, str] | None = None) -> Path:
-    """A random-weight BERT sentence encoder with a WordPiece vocabulary trained on ``texts``."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    torch.manual_seed(0)
-    hf = folder / "hf"
-    hf.mkdir(parents=True)
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(texts, vocab_size=1500, min_frequency=1, show_progress=False)
-    trainer.save_model(str(hf))
-    tokenizer = BertTokenizerFast(vocab_file=str(hf / "vocab.txt"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(hf)
-    tokenizer.save_pretrained(hf)
-    transformer = Transformer(str(hf), max_seq_length=128)
-    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
-    model = SentenceTransformer(modules=[transformer, pooling], prompts=prompts or {}, device="cpu")
-    model.save(str(folder / "st"))
-    return folder / "st"
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(_tiny_model(tmp_path_factory.mktemp("tiny-model"), TEXTS))
+    _, model = save_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny-model"), TEXTS, vocab_size=1500)
+    return str(model)
 
 
 @pytest.fixture(scope="module")
 def prompted_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     prompts = {"query": "query: ", "passage": "passage: "}
-    return str(_tiny_model(tmp_path_factory.mktemp("prompted-model"), [*TEXTS, "query passage"], prompts))
+    folder = tmp_path_factory.mktemp("prompted-model")
+    _, model = save_tiny_sentence_encoder(folder, [*TEXTS, "query passage"], vocab_size=1500, prompts=prompts)
+    return str(model)
 
 
 def _build(docs: list[Document], target: Path, model: str, **dense: object) -> Manifest:

@@ -450,8 +450,10 @@ def test_bad_values_stop_the_build_or_are_skipped(tmp_path: Path) -> None:
     ]
     corpus = write_jsonl(tmp_path / "c.jsonl", rows)
     config = IndexConfig(channels=("bm25",), fields={"year": "integer"})
-    with pytest.raises(CorpusError, match=r"c\.jsonl:2: document 'b': field 'year' \(integer\)") as info:
-        build_index(open_corpus(corpus), tmp_path / "stop", config)
+    # stopping: the reused id "b" would be reported first (ids are checked before anything is encoded)
+    unique = write_jsonl(tmp_path / "u.jsonl", rows[:2] + rows[3:])
+    with pytest.raises(CorpusError, match=r"u\.jsonl:2: document 'b': field 'year' \(integer\)") as info:
+        build_index(open_corpus(unique), tmp_path / "stop", config)
     assert isinstance(info.value, FieldsError) and not (tmp_path / "stop").exists()
 
     report = ReadReport()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import save_tiny_sentence_encoder
 from metadata_corpus import metadata_for, write_metadata_corpus
-from test_dense import _tiny_model
 from test_server import _Server
 
 from xlir.indexing.builder import build_index
@@ -37,7 +37,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
 def index_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("search-api")
     texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
-    model = _tiny_model(folder / "model", texts)
+    model = save_tiny_sentence_encoder(folder / "model", texts, vocab_size=1500)[1]
     config = IndexConfig(channels=("bm25", "dense"), dense=DenseConfig(model=str(model)))
     build_index(open_corpus(corpus), folder / "index", config)
     return folder / "index"

@@ -1,20 +1,26 @@
 """The ``xlir`` command: wires each subcommand to the layer that does the work, and shows the outcome.
 
-Commands: ``index build|info``, ``search``, ``serve``, ``demo``, ``models list|prepare``, ``train ...``
+Commands: ``index build|info|gc``, ``search``, ``serve``, ``demo``, ``models list|prepare``, ``train ...``
 and ``eval ...``. A :class:`xlir.errors.UserError` raised anywhere below is shown as one line,
 ``error: <message>``, with exit status 2 (:class:`UserErrorsAsMessages`, the group ``xlir eval`` also runs
-under when called alone); anything else is a bug and keeps its traceback.
+under when called alone); anything else is a bug and keeps its traceback. Ctrl-C (SIGINT) or SIGTERM
+stops any command through its cleanup, with one line and exit status 130 or 143 (:class:`CommandLine`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -35,8 +41,73 @@ console = Console(stderr=True)
 out = Console()
 
 
+#: The signals a command stops at cleanly: its cleanup runs, one line says so, exit status 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class CommandLine(UserErrorsAsMessages):
+    """The root group of ``xlir``: a UserError is one line (the base class), and so is Ctrl-C or SIGTERM.
+
+    The signal stops the command as a KeyboardInterrupt would, so every cleanup on the way runs (a build
+    removes its unfinished folder; the previous index stays as it was); then one line says what stopped,
+    and the exit status is 130 (SIGINT) or 143 (SIGTERM), whatever a library turned the interrupt into
+    (torch answers it with a RuntimeError). A second signal during the cleanup is ignored, a third ends
+    the process at once. A signal the shell ignores (``nohup``, a background job) stays ignored.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        received: list[int] = []
+        previous = _catch_stop_signals(received)
+        try:
+            return super().invoke(ctx)
+        except BaseException as exc:
+            if not received and not isinstance(exc, KeyboardInterrupt):
+                raise
+            signum = received[0] if received else signal.SIGINT
+            verb = "interrupted" if signum == signal.SIGINT else "terminated"
+            console.print(f"[bold red]{verb}:[/] {_what_stopped(ctx, exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=128 + signum) from None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _catch_stop_signals(received: list[int]) -> dict[int, Any]:
+    """Route :data:`STOP_SIGNALS` to a KeyboardInterrupt, noting each in ``received``; the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+        if len(received) >= 3:
+            os._exit(128 + received[0])
+
+    previous: dict[int, Any] = {}
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is not signal.SIG_IGN:
+            previous[signum] = signal.SIG_DFL if handler is None else handler
+            signal.signal(signum, stop)
+    return previous
+
+
+def _what_stopped(ctx: click.Context, exc: BaseException) -> str:
+    """What the interrupted command left: a build says that it removed its unfinished files."""
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "build_index" and frame.f_globals["__name__"] == "xlir.indexing.builder":
+            return (
+                "the build stopped and removed its unfinished files; the previous index, if any, is unchanged"
+            )
+        tb = tb.tb_next
+    return f"xlir {ctx.invoked_subcommand or ''} stopped".replace("  ", " ")
+
+
 app = typer.Typer(
-    cls=UserErrorsAsMessages,
+    cls=CommandLine,
     help="xlir: cross-lingual retrieval. Build an index over a multilingual corpus, then search it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -90,8 +161,19 @@ def index_build(
             "Other metadata keys get an inferred type.",
         ),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(help="If another process is writing INDEX_DIR, wait for it instead of failing."),
+    ] = False,
+    wait_timeout: Annotated[
+        float | None, typer.Option(min=0, help="With --wait: give up after this many seconds.")
+    ] = None,
 ) -> None:
-    """Build an index over CORPUS into INDEX_DIR."""
+    """Build an index over CORPUS into INDEX_DIR.
+
+    One writer per index: while a build, an update or a server's batch writes INDEX_DIR, another build
+    fails naming it (or waits, with --wait). Leftovers of interrupted builds are cleaned first.
+    """
     from xlir.indexing.config import BM25Config, IndexConfig, LanguageConfig
     from xlir.indexing.fields import parse_field_specs
 
@@ -104,7 +186,7 @@ def index_build(
         fields=parse_field_specs(field or []),
         on_error=on_error,  # type: ignore[arg-type]
     )
-    manifest = _build(corpus, index_dir, config, overwrite)
+    manifest = _build(corpus, index_dir, config, overwrite, wait=wait, timeout=wait_timeout)
     _print_manifest(index_dir, manifest)
 
 
@@ -116,7 +198,15 @@ def _normalized(lang: str | None) -> str | None:
     return normalize_language(lang)
 
 
-def _build(corpus: Path, index_dir: Path, config: IndexConfig, overwrite: bool) -> Manifest:
+def _build(
+    corpus: Path,
+    index_dir: Path,
+    config: IndexConfig,
+    overwrite: bool,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+) -> Manifest:
     from xlir.indexing.builder import build_index
     from xlir.indexing.readers import ReadReport, open_corpus
 
@@ -138,6 +228,8 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, overwrite: bool) 
             sources=[str(corpus)],
             skipped=report.skipped,
             on_progress=lambda n: progress.update(task, description=f"indexing {corpus}: {n:,} documents"),
+            wait=wait,
+            timeout=timeout,
         )
     if report.skipped:
         console.print(f"[yellow]skipped:[/] {dict(report.skipped)}; first problems:")
@@ -185,6 +277,29 @@ def index_info(
         table.add_row("skipped", json.dumps(manifest.skipped))
     table.add_row("libraries", ", ".join(f"{k} {v}" for k, v in manifest.libraries.items()))
     out.print(table)
+
+
+@index_app.command("gc")
+def index_gc(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory (it need not exist).")],
+    wait: Annotated[
+        bool, typer.Option(help="If another process is writing INDEX_DIR, wait for it instead of failing.")
+    ] = False,
+) -> None:
+    """Remove what interrupted builds left beside INDEX_DIR (.INDEX.tmp-*, .INDEX.old-*).
+
+    If a build died while publishing and left no index at INDEX_DIR, its complete leftover is restored
+    first. Runs under the index's writer lock: a live build's folders are never touched.
+    """
+    from xlir.indexing.publish import collect_garbage
+
+    cleanup = collect_garbage(index_dir, wait=wait)
+    if cleanup.restored is not None:
+        out.print(f"restored {index_dir} from {cleanup.restored.name}", highlight=False)
+    for path in cleanup.removed:
+        out.print(f"removed {path}", highlight=False)
+    if cleanup.restored is None and not cleanup.removed:
+        out.print(f"nothing to remove beside {index_dir}", highlight=False)
 
 
 models_app = typer.Typer(

@@ -222,7 +222,16 @@ class ChannelSearcher(ABC):
     query) pass both restrictions.
     ``query_lang`` / ``query_langs``: the queries' detected languages when the caller has them (a
     channel that needs them and gets none detects them itself).
+
+    :meth:`search` and :meth:`batch_search` are template methods: the queries and ``k`` are checked
+    (:func:`check_queries`), the searcher asked whether it can search (:meth:`_check_ready`), an empty
+    batch answered with no rankings, ``langs`` made a set (:func:`language_set`) and resolved with
+    ``allowed`` into the channel's own restriction (:meth:`_restrict`), where no document passes it every
+    query gets an empty ranking (:data:`NO_DOCUMENTS`), and otherwise the channel searches the batch
+    (:meth:`_search_batch`). A channel names its ``source`` (the channel name its rankings carry).
     """
+
+    source: str
 
     def search(
         self,
@@ -235,9 +244,8 @@ class ChannelSearcher(ABC):
     ) -> Ranking:
         """The ``k`` best documents for ``query``: a batch of one."""
         query_langs = None if query_lang is None else [query_lang]
-        return self.batch_search([query], k, langs, query_langs=query_langs, allowed=allowed)[0]
+        return self._run_batch([query], k, langs, query_langs, allowed)[0]
 
-    @abstractmethod
     def batch_search(
         self,
         queries: Sequence[str],
@@ -248,9 +256,56 @@ class ChannelSearcher(ABC):
         allowed: Allowed = None,
     ) -> list[Ranking]:
         """One ranking per query (a channel encodes them in one batch where it can)."""
+        return self._run_batch(queries, k, langs, query_langs, allowed)
+
+    def _run_batch(
+        self,
+        queries: Sequence[str],
+        k: int,
+        langs: Langs,
+        query_langs: QueryLangs,
+        allowed: Allowed,
+        **options: Any,
+    ) -> list[Ranking]:
+        """The steps :meth:`search` and :meth:`batch_search` share (see the class docstring); ``options``
+        (a channel's own search options) go to :meth:`_check_ready` and :meth:`_search_batch`."""
+        check_queries(queries, k)
+        self._check_ready(**options)
+        if not queries:
+            return []
+        restriction = self._restrict(language_set(langs), allowed)
+        if restriction is NO_DOCUMENTS:
+            return [Ranking(source=self.source) for _ in queries]
+        return self._search_batch(list(queries), k, restriction, query_langs, **options)
+
+    def _check_ready(self, **options: Any) -> None:
+        """Refuse a search this searcher cannot run (closed, a bad option); by default every one runs."""
+        return None
+
+    @abstractmethod
+    def _restrict(self, langs: frozenset[str] | None, allowed: Allowed) -> Any:
+        """``langs`` and ``allowed`` together as what this channel's search needs (a selector, a mask, a
+        filter clause...), or :data:`NO_DOCUMENTS` when no document passes them."""
+
+    @abstractmethod
+    def _search_batch(
+        self, queries: list[str], k: int, restriction: Any, query_langs: QueryLangs, **options: Any
+    ) -> list[Ranking]:
+        """One ranking per query (checked, at least one) under ``restriction`` (what :meth:`_restrict` made)."""
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+#: What :meth:`ChannelSearcher._restrict` returns when no document passes a search's restrictions.
+NO_DOCUMENTS: Any = object()
+
+
+def language_set(langs: Langs) -> frozenset[str] | None:
+    """A language filter as a set (one code given as a bare string included); None stays None (all)."""
+    if langs is None:
+        return None
+    return frozenset([langs] if isinstance(langs, str) else langs)
 
 
 class DocidPositions:
@@ -280,6 +335,19 @@ class DocidPositions:
         mask = np.zeros(len(self._docids), dtype=bool)
         mask[self.positions(allowed)] = True
         return mask
+
+    def narrow(self, by_lang: np.ndarray | None, allowed: Allowed) -> np.ndarray | None:
+        """A mask over positions (``by_lang``; None = every position) narrowed to the ``allowed`` ids."""
+        if allowed is None:
+            return by_lang
+        by_id = self.mask(allowed)
+        return by_id if by_lang is None else by_lang & by_id
+
+
+def mask_restriction(mask: np.ndarray | None) -> Any:
+    """A mask over positions as :meth:`ChannelSearcher._restrict` returns it (:data:`NO_DOCUMENTS` when
+    it keeps none)."""
+    return NO_DOCUMENTS if mask is not None and not mask.any() else mask
 
 
 def check_queries(queries: Sequence[str], k: int) -> None:

@@ -34,6 +34,13 @@ def read_collection_corpus(
     """
     check_on_error(on_error)
     norm_lang = check_lang(lang)
+    return read_jsonl_files(
+        selected_files(collection_dir, names), norm_lang, on_error, report, file_lang=_file_language
+    )
+
+
+def selected_files(collection_dir: str | Path, names: list[str] | None = None) -> list[Path]:
+    """The corpus files of a collection that :func:`read_collection_corpus` reads, in its order."""
     d = Path(collection_dir)
     require_dir(d)
     corpus_dir = d / "corpus"
@@ -45,18 +52,16 @@ def read_collection_corpus(
             str(corpus_dir), "holds no .jsonl files", "Put one <name>.jsonl a corpus there", "bad_layout"
         )
     if names is None:
-        paths = [available[n] for n in sorted(available)]
-    else:
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise CorpusError(
-                str(corpus_dir),
-                f"has no corpus named {', '.join(map(repr, unknown))}",
-                f"Available: {', '.join(sorted(available))}",
-                "not_found",
-            )
-        paths = [available[n] for n in names]
-    return read_jsonl_files(paths, norm_lang, on_error, report, file_lang=_file_language)
+        return [available[n] for n in sorted(available)]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise CorpusError(
+            str(corpus_dir),
+            f"has no corpus named {', '.join(map(repr, unknown))}",
+            f"Available: {', '.join(sorted(available))}",
+            "not_found",
+        )
+    return [available[n] for n in names]
 
 
 def _file_language(path: Path) -> str | None:

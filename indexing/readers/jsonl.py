@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,6 +26,16 @@ ID_FIELDS = ("id", "_id", "docid")
 TEXT_FIELDS = ("text", "contents")
 
 _RECORD_EXAMPLE = '{"id": "d1", "text": "...", "lang": "de"}'
+
+#: A ``\uXXXX`` escape of a UTF-16 surrogate that is not half of a pair (``\ud800`` alone): JSON accepts it,
+#: but it decodes to a string that no UTF-8 file, SQLite or tokenizer can hold. Only a trigger (an escaped
+#: backslash before ``ud800`` matches too): :func:`_lone_surrogate` decides on the decoded strings.
+_LONE_SURROGATE_ESCAPE = (
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+_LONE_SURROGATE_IN_TEXT = re.compile(_LONE_SURROGATE_ESCAPE).search
+_LONE_SURROGATE_IN_BYTES = re.compile(_LONE_SURROGATE_ESCAPE.encode()).search
 
 
 def _is_gzip(path: Path) -> bool:
@@ -91,6 +102,8 @@ def _parse_line(raw: bytes, where: str, lang: str | None) -> Document:
             f"Each line must be one JSON object like {_RECORD_EXAMPLE}",
             "missing_field",
         )
+    if b"\\u" in raw and _LONE_SURROGATE_IN_BYTES(raw):
+        _check_unicode(obj, where)
 
     used: list[str] = []
     doc_id = _first_field(obj, ID_FIELDS, used)
@@ -164,6 +177,42 @@ def _parse_line(raw: bytes, where: str, lang: str | None) -> Document:
     return Document(id=doc_id, text=text, lang=doc_lang, title=title, metadata=metadata, origin=where)
 
 
+def _check_unicode(obj: dict[str, Any], where: str) -> None:
+    """Raise an ``invalid_unicode`` CorpusError if a string of the record holds a lone surrogate."""
+    for key, value in obj.items():
+        char = _lone_surrogate(key) or _lone_surrogate(value)
+        if char is not None:
+            raise CorpusError(
+                where,
+                f"the {key!r} field holds a lone surrogate \\u{ord(char):04x} (a \\uXXXX escape that is not "
+                "half of a pair), which is not valid Unicode text",
+                "Fix the escape (a surrogate pair looks like \\ud83d\\ude00) or remove the line "
+                "(on_error='skip' / --on-error skip skips such lines)",
+                "invalid_unicode",
+            )
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate character in a decoded JSON value (its strings, keys and items), or None."""
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return value[err.start]
+        return None
+    if type(value) is list:
+        items: Iterable[Any] = value
+    elif type(value) is dict:
+        items = (part for item in value.items() for part in item)
+    else:
+        return None
+    for item in items:
+        char = _lone_surrogate(item)
+        if char is not None:
+            return char
+    return None
+
+
 #: The C JSON scanner behind ``json.loads``, called directly: it skips ``loads``' encoding detection and
 #: whitespace regexes, a third of the cost of reading a short record. Anything it does not accept as one
 #: whole object goes through :func:`_parse_line`, which raises the exact error.
@@ -199,7 +248,14 @@ def iter_jsonl(path: Path, lang: str | None, on_error: OnError, report: ReadRepo
                 if type(obj) is dict:
                     doc_id = obj.get("id")
                     text = obj.get("text")
-                    if type(doc_id) is str and doc_id and type(text) is str and text and not text.isspace():
+                    if (
+                        type(doc_id) is str
+                        and doc_id
+                        and type(text) is str
+                        and text
+                        and not text.isspace()
+                        and ("\\u" not in line or not _LONE_SURROGATE_IN_TEXT(line))
+                    ):
                         size = len(obj)
                         doc_lang: str | None = lang
                         if size == 3 and lang is None:

@@ -127,6 +127,7 @@ def ensure_jvm() -> None:
         # to unmap files, which Java 24+ reports on stderr at every start unless allowed explicitly.
         options.append("-Dlog4j2.level=WARN")
         options.append("--sun-misc-unsafe-memory-access=allow")
+        options.append("-Xrs")  # SIGINT/SIGTERM stay Python's (cleanup, one line), not the JVM's silent exit
         jnius_config.set_options(*options)
         import jnius  # noqa: F401  (starts the JVM with the options above)
 

@@ -17,19 +17,11 @@ Pyserini's neural encoders (about 4 s), which a BM25 search never needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.channels.base import (
-    Allowed,
-    ChannelSearcher,
-    DetectedLanguage,
-    Langs,
-    QueryLangs,
-    check_queries,
-)
+from xlir.indexing.channels.base import NO_DOCUMENTS, Allowed, ChannelSearcher, Langs, QueryLangs
 from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
 from xlir.indexing.channels.bm25.idfilter import IdFilters, restricted_query
 from xlir.indexing.channels.bm25.java import ensure_jvm
@@ -61,6 +53,8 @@ class BM25Searcher(ChannelSearcher):
     ``details``: what the writer returned (``k1``, ``b``, ``subindexes``: lang -> path/analyzer/documents).
     ``langs`` filters select sub-indexes by language; ``"und"`` selects documents of unknown language.
     """
+
+    source = SOURCE
 
     def __init__(self, directory: Path, details: dict[str, Any]) -> None:
         self.directory = Path(directory)
@@ -94,32 +88,10 @@ class BM25Searcher(ChannelSearcher):
         """Languages (sub-index names) this searcher holds."""
         return sorted(self._subs)
 
-    def _select(self, langs: Collection[str] | None) -> list[_Sub]:
+    def _select(self, langs: frozenset[str] | None) -> list[_Sub]:
         if langs is None:
             return list(self._subs.values())
-        if isinstance(langs, str):
-            langs = [langs]
-        return [self._subs[lang] for lang in sorted(set(langs)) if lang in self._subs]
-
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        langs: Collection[str] | None = None,
-        *,
-        query_lang: DetectedLanguage | None = None,
-        allowed: Allowed = None,
-    ) -> Ranking:
-        """Top ``k`` documents for ``query`` over the sub-indexes of ``langs`` (all if None), by BM25 score,
-        among the ``allowed`` ids when given."""
-        check_queries([query], k)
-        if allowed is not None:
-            return self._restricted([query], k, langs, allowed)[0]
-        scored: list[tuple[str, float, str | None]] = []
-        for sub in self._select(langs):
-            for hit in sub.searcher.search(prepare_text(sub.analyzer, query), k):
-                scored.append((str(hit.docid), float(hit.score), sub.hit_lang))
-        return Ranking.from_scored(SOURCE, scored, k)
+        return [self._subs[lang] for lang in sorted(langs) if lang in self._subs]
 
     def batch_search(
         self,
@@ -133,11 +105,37 @@ class BM25Searcher(ChannelSearcher):
     ) -> list[Ranking]:
         """:meth:`search` for many queries, each sub-index searched with ``threads`` Java threads (one
         query at a time when restricted to ``allowed`` ids)."""
-        check_queries(queries, k)
-        if threads < 1:
+        return self._run_batch(queries, k, langs, query_langs, allowed, threads=threads)
+
+    def _check_ready(self, threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        if allowed is not None:
-            return self._restricted(queries, k, langs, allowed)
+
+    def _restrict(self, langs: frozenset[str] | None, allowed: Allowed) -> Any:
+        """The sub-indexes searched, and the filter clause keeping only the ``allowed`` ids (None: no filter)."""
+        subs = self._select(langs)
+        if allowed is None:
+            return subs, None
+        if not allowed or not subs:
+            return NO_DOCUMENTS
+        return subs, self._filters.get(allowed)
+
+    def _search_batch(
+        self,
+        queries: list[str],
+        k: int,
+        restriction: Any,
+        query_langs: QueryLangs,
+        threads: int | None = None,
+    ) -> list[Ranking]:
+        """Top ``k`` documents for each query over the sub-indexes of ``langs`` (all if None), by BM25
+        score, among the ``allowed`` ids when given: with the filter clause one query at a time, else all
+        queries in one batch per sub-index (``threads``; None, from :meth:`search`: one query at a time)."""
+        subs, id_filter = restriction
+        if id_filter is not None:
+            return [self._restricted(query, k, subs, id_filter) for query in queries]
+        if threads is None:
+            return [self._single(query, k, subs) for query in queries]
         from jnius import autoclass
 
         array_list = autoclass("java.util.ArrayList")
@@ -145,7 +143,7 @@ class BM25Searcher(ChannelSearcher):
         for i in range(len(queries)):
             qids.add(str(i))
         scored: list[list[tuple[str, float, str | None]]] = [[] for _ in queries]
-        for sub in self._select(langs):
+        for sub in subs:
             texts = array_list()
             for query in queries:
                 texts.add(prepare_text(sub.analyzer, query))
@@ -155,23 +153,21 @@ class BM25Searcher(ChannelSearcher):
                     scored[i].append((str(hit.docid), float(hit.score), sub.hit_lang))
         return [Ranking.from_scored(SOURCE, hits, k) for hits in scored]
 
-    def _restricted(
-        self, queries: Sequence[str], k: int, langs: Collection[str] | None, allowed: AbstractSet[str]
-    ) -> list[Ranking]:
-        """Each query searched with a filter clause keeping only the ``allowed`` ids."""
-        subs = self._select(langs)
-        if not allowed or not subs:
-            return [Ranking(source=SOURCE) for _ in queries]
-        id_filter = self._filters.get(allowed)
-        rankings = []
-        for query in queries:
-            scored: list[tuple[str, float, str | None]] = []
-            for sub in subs:
-                text = prepare_text(sub.analyzer, query)
-                for hit in sub.searcher.search(restricted_query(sub.searcher, text, id_filter), int(k)):
-                    scored.append((str(hit.docid), float(hit.score), sub.hit_lang))
-            rankings.append(Ranking.from_scored(SOURCE, scored, k))
-        return rankings
+    def _single(self, query: str, k: int, subs: list[_Sub]) -> Ranking:
+        scored: list[tuple[str, float, str | None]] = []
+        for sub in subs:
+            for hit in sub.searcher.search(prepare_text(sub.analyzer, query), k):
+                scored.append((str(hit.docid), float(hit.score), sub.hit_lang))
+        return Ranking.from_scored(SOURCE, scored, k)
+
+    def _restricted(self, query: str, k: int, subs: list[_Sub], id_filter: Any) -> Ranking:
+        """``query`` searched with a filter clause keeping only the allowed ids."""
+        scored: list[tuple[str, float, str | None]] = []
+        for sub in subs:
+            text = prepare_text(sub.analyzer, query)
+            for hit in sub.searcher.search(restricted_query(sub.searcher, text, id_filter), int(k)):
+                scored.append((str(hit.docid), float(hit.score), sub.hit_lang))
+        return Ranking.from_scored(SOURCE, scored, k)
 
     def close(self) -> None:
         """Close every sub-index searcher (idempotent)."""

@@ -14,20 +14,13 @@ when the approximate search comes back short (all inverted lists for ``ivfpq``, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xlir.indexing.channels.base import (
-    Allowed,
-    ChannelSearcher,
-    DocidPositions,
-    Langs,
-    QueryLangs,
-    check_queries,
-)
+from xlir.indexing.channels.base import NO_DOCUMENTS, Allowed, ChannelSearcher, DocidPositions, QueryLangs
 from xlir.indexing.channels.dense.store import DenseStore
 from xlir.indexing.errors import IndexDamagedError
 from xlir.indexing.ranking import Ranking
@@ -47,6 +40,8 @@ Restriction = tuple[np.ndarray, Any, np.ndarray]
 
 class DenseSearcher(ChannelSearcher):
     """Searches a dense channel directory: ``search(query, k, langs) -> Ranking`` (source ``"dense"``)."""
+
+    source = SOURCE
 
     def __init__(self, directory: Path, details: dict[str, Any], device: str = "auto") -> None:
         self.directory = Path(directory)
@@ -90,28 +85,23 @@ class DenseSearcher(ChannelSearcher):
                 self.encoder.prompts,
             )
 
-    def batch_search(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        langs: Langs = None,
-        *,
-        query_langs: QueryLangs = None,
-        allowed: Allowed = None,
+    def _check_ready(self) -> None:
+        if self.index is None:
+            raise RuntimeError("this dense searcher is closed; open the index again to search it.")
+
+    def _restrict(self, langs: frozenset[str] | None, allowed: Allowed) -> Any:
+        restriction = self._restriction(langs, allowed)
+        available = self.index.ntotal if restriction is None else len(restriction[0])
+        return NO_DOCUMENTS if available == 0 else (restriction, allowed is not None)
+
+    def _search_batch(
+        self, queries: list[str], k: int, restriction: Any, query_langs: QueryLangs
     ) -> list[Ranking]:
         """The ``k`` documents nearest to each query (restricted to ``langs`` and ``allowed`` when given);
         all queries are encoded in one batch and searched in one FAISS call."""
-        check_queries(queries, k)
-        if self.index is None:
-            raise RuntimeError("this dense searcher is closed; open the index again to search it.")
-        if not queries:
-            return []
-        restriction = self._restriction(langs, allowed)
-        available = self.index.ntotal if restriction is None else len(restriction[0])
-        if min(k, available) == 0:
-            return [Ranking(source=SOURCE) for _ in queries]
+        selected, by_ids = restriction
         vectors = self.encoder.encode_queries([q.strip() for q in queries])
-        return self._search(vectors, k, restriction, by_ids=allowed is not None)
+        return self._search(vectors, k, selected, by_ids=by_ids)
 
     def search_vectors(
         self,
@@ -121,8 +111,7 @@ class DenseSearcher(ChannelSearcher):
         allowed: Allowed = None,
     ) -> list[Ranking]:
         """Rankings for already-encoded query vectors (rows L2-normalized, as the encoder makes them)."""
-        if self.index is None:
-            raise RuntimeError("this dense searcher is closed; open the index again to search it.")
+        self._check_ready()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         return self._search(vectors, k, self._restriction(langs, allowed), by_ids=allowed is not None)
 

@@ -20,19 +20,19 @@ such documents. A restriction by ``allowed`` ids that keeps few documents (at mo
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xlir.indexing.channels.base import (
+    NO_DOCUMENTS,
     Allowed,
     ChannelSearcher,
     DocidPositions,
-    Langs,
     QueryLangs,
-    check_queries,
+    mask_restriction,
 )
 from xlir.indexing.channels.multivector.store import TokenStore, load_codec
 from xlir.indexing.errors import ConfigError, IndexDamagedError
@@ -55,6 +55,8 @@ class MultiVectorSearcher(ChannelSearcher):
     ``encoder`` replaces the encoder the manifest describes (it must make the same vectors); ``ncells`` /
     ``ndocs`` / ``cell_fraction`` override the recorded search settings.
     """
+
+    source = SOURCE
 
     def __init__(
         self,
@@ -97,28 +99,20 @@ class MultiVectorSearcher(ChannelSearcher):
         self._lengths = np.diff(self.offsets)
         self._closed = False
 
-    # --- public API ------------------------------------------------------------------------------------
+    # --- searching (the base class's hooks) and the public API -----------------------------------------
 
-    def batch_search(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        langs: Langs = None,
-        *,
-        query_langs: QueryLangs = None,
-        allowed: Allowed = None,
+    def _restrict(self, langs: frozenset[str] | None, allowed: Allowed) -> Any:
+        mask = mask_restriction(self._mask(langs, allowed))
+        return NO_DOCUMENTS if mask is NO_DOCUMENTS else (mask, allowed is not None)
+
+    def _search_batch(
+        self, queries: list[str], k: int, restriction: Any, query_langs: QueryLangs
     ) -> list[Ranking]:
         """The ``k`` best documents for each query by MaxSim (restricted to ``langs`` and ``allowed`` when
         given); queries are encoded in one batch."""
-        check_queries(queries, k)
-        self._check_open()
-        if not queries:
-            return []
-        mask = self._mask(langs, allowed)
-        if mask is not None and not mask.any():
-            return [Ranking(source=SOURCE) for _ in queries]
+        mask, by_ids = restriction
         vectors = self.encoder.encode_queries([q.strip() for q in queries])
-        return [self._search(v, k, mask, by_ids=allowed is not None) for v in vectors]
+        return [self._search(v, k, mask, by_ids=by_ids) for v in vectors]
 
     def search_vectors(
         self,
@@ -128,7 +122,7 @@ class MultiVectorSearcher(ChannelSearcher):
         allowed: Allowed = None,
     ) -> Ranking:
         """The ranking for one already-encoded query (a ``(tokens, dim)`` matrix of unit rows)."""
-        self._check_open()
+        self._check_ready()
         return self._search(query, k, self._mask(langs, allowed), by_ids=allowed is not None)
 
     def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None, *, by_ids: bool) -> Ranking:
@@ -183,17 +177,13 @@ class MultiVectorSearcher(ChannelSearcher):
 
     # --- internals -------------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def _check_ready(self) -> None:
         if self._closed:
             raise RuntimeError("this multivector searcher is closed; open the index again to search it.")
 
     def _mask(self, langs: Collection[str] | None, allowed: Allowed) -> np.ndarray | None:
         """Boolean mask over documents for the languages and allowed ids together; None = no restriction."""
-        by_lang = self._allowed(langs)
-        if allowed is None:
-            return by_lang
-        by_id = self._positions.mask(allowed)
-        return by_id if by_lang is None else by_lang & by_id
+        return self._positions.narrow(self._allowed(langs), allowed)
 
     def _allowed(self, langs: Collection[str] | None) -> np.ndarray | None:
         """Boolean mask over documents for a language filter; None when there is no filter."""

@@ -10,21 +10,13 @@ that many documents passing both share a term with the query.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import sparse as sp
 
-from xlir.indexing.channels.base import (
-    Allowed,
-    ChannelSearcher,
-    DocidPositions,
-    Langs,
-    QueryLangs,
-    check_queries,
-)
+from xlir.indexing.channels.base import Allowed, ChannelSearcher, DocidPositions, QueryLangs, mask_restriction
 from xlir.indexing.channels.sparse.store import SparseIndexError, SparseStore
 from xlir.indexing.ranking import Ranking
 from xlir.models.encoders.sparse import encoder_for_index
@@ -37,6 +29,8 @@ SOURCE = "sparse"
 
 class SparseSearcher(ChannelSearcher):
     """Searches the ``sparse`` channel of an index with the encoder and settings it was built with."""
+
+    source = SOURCE
 
     def __init__(
         self, directory: Path | str, details: dict[str, Any], encoder: SparseEncoder | None = None
@@ -63,38 +57,22 @@ class SparseSearcher(ChannelSearcher):
     def __len__(self) -> int:
         return len(self._docids)
 
-    def batch_search(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        langs: Langs = None,
-        *,
-        query_langs: QueryLangs = None,
-        allowed: Allowed = None,
+    def _restrict(self, langs: frozenset[str] | None, allowed: Allowed) -> Any:
+        """A mask over documents for the languages and allowed ids together (None = all)."""
+        by_lang = None
+        if langs:
+            wanted = [self._lang_names.index(lang) for lang in langs if lang in self._lang_names]
+            by_lang = self._lang_codes_mask(wanted)
+        return mask_restriction(self._positions.narrow(by_lang, allowed))
+
+    def _search_batch(
+        self, queries: list[str], k: int, restriction: np.ndarray | None, query_langs: QueryLangs
     ) -> list[Ranking]:
         """The top ``k`` documents for each query (restricted to ``langs`` and ``allowed`` if given): a
         single encoder call and one sparse matrix product for all of them."""
-        check_queries(queries, k)
-        texts = list(queries)
-        if not texts:
-            return []
-        mask = self._allowed(langs)
-        if allowed is not None:
-            by_id = self._positions.mask(allowed)
-            mask = by_id if mask is None else mask & by_id
-        if mask is not None and not mask.any():
-            return [Ranking(source=SOURCE) for _ in texts]
-        vectors = self.encoder.encode_queries([q.strip() for q in texts]).tocsr()
+        vectors = self.encoder.encode_queries([q.strip() for q in queries]).tocsr()
         scores = (vectors @ self._index).tocsr()  # queries x documents, only candidates stored
-        return [self._top(scores, row, k, mask) for row in range(len(texts))]
-
-    def _allowed(self, langs: Collection[str] | None) -> np.ndarray | None:
-        if not langs:
-            return None
-        if isinstance(langs, str):
-            langs = [langs]
-        wanted = [self._lang_names.index(lang) for lang in set(langs) if lang in self._lang_names]
-        return self._lang_codes_mask(wanted)
+        return [self._top(scores, row, k, restriction) for row in range(len(queries))]
 
     def _lang_codes_mask(self, wanted: list[int]) -> np.ndarray:
         return np.isin(self._lang_codes, np.array(wanted, dtype=np.int32))

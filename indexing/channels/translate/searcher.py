@@ -14,18 +14,11 @@ deepened until ``k`` of them are in those languages.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xlir.indexing.channels.base import (
-    Allowed,
-    ChannelSearcher,
-    DetectedLanguage,
-    Langs,
-    QueryLangs,
-    check_queries,
-)
+from xlir.indexing.channels.base import NO_DOCUMENTS, Allowed, ChannelSearcher, DetectedLanguage, QueryLangs
 from xlir.indexing.channels.bm25.analyzers import check_analyzer, java_analyzer, prepare_text
 from xlir.indexing.channels.bm25.idfilter import IdFilters, restricted_query
 from xlir.indexing.channels.bm25.java import ensure_jvm
@@ -47,6 +40,8 @@ class TranslatedSearcher(ChannelSearcher):
 
     ``langs`` filters hits by the documents' original languages.
     """
+
+    source = SOURCE
 
     def __init__(self, directory: Path, details: dict[str, Any]) -> None:
         self.directory = Path(directory)
@@ -112,12 +107,7 @@ class TranslatedSearcher(ChannelSearcher):
                     out[i] = text
         return out
 
-    def _wanted(self, langs: Collection[str] | None) -> set[str] | None:
-        if langs is None:
-            return None
-        return {langs} if isinstance(langs, str) else set(langs)
-
-    def _hits(self, query: str, k: int, wanted: set[str] | None) -> Ranking:
+    def _hits(self, query: str, k: int, wanted: frozenset[str] | None) -> Ranking:
         text = prepare_text(self.analyzer, query)
         depth = k if wanted is None else min(max(4 * k, 100), max(self.documents, 1))
         while True:
@@ -141,29 +131,27 @@ class TranslatedSearcher(ChannelSearcher):
             scored.append((docid, float(hit.score), None if lang == UNKNOWN_LANG else lang))
         return Ranking.from_scored(SOURCE, scored, k)
 
-    def batch_search(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        langs: Langs = None,
-        *,
-        query_langs: QueryLangs = None,
-        allowed: Allowed = None,
+    def _restrict(self, langs: frozenset[str] | None, allowed: Allowed) -> Any:
+        """The original languages a hit may be in (None = all), or, with ``allowed`` ids (narrowed to those
+        languages), the filter clause keeping only them."""
+        if allowed is None:
+            return langs, None
+        if langs is not None:
+            allowed = frozenset(d for d in allowed if self._langs.get(d, UNKNOWN_LANG) in langs)
+        if not allowed:
+            return NO_DOCUMENTS
+        return None, self._filters.get(allowed)
+
+    def _search_batch(
+        self, queries: list[str], k: int, restriction: Any, query_langs: QueryLangs
     ) -> list[Ranking]:
         """Top ``k`` documents (original ids, languages) for each query, translated to the target if
         needed (in batches per query language), among the ``allowed`` ids when given."""
-        check_queries(queries, k)
-        wanted = self._wanted(langs)
-        if allowed is None:
-            return [self._hits(query, k, wanted) for query in self.translate_queries(queries, query_langs)]
-        if wanted is not None:
-            allowed = frozenset(d for d in allowed if self._langs.get(d, UNKNOWN_LANG) in wanted)
-        if not allowed:
-            return [Ranking(source=SOURCE) for _ in queries]
-        id_filter = self._filters.get(allowed)
-        return [
-            self._filtered_hits(query, k, id_filter) for query in self.translate_queries(queries, query_langs)
-        ]
+        wanted, id_filter = restriction
+        translated = self.translate_queries(queries, query_langs)
+        if id_filter is None:
+            return [self._hits(query, k, wanted) for query in translated]
+        return [self._filtered_hits(query, k, id_filter) for query in translated]
 
     def close(self) -> None:
         """Close the Lucene searcher (idempotent)."""
