@@ -22,7 +22,7 @@ from pathlib import Path
 
 from xlir.errors import ConflictError
 from xlir.indexing.channels import CHANNELS
-from xlir.indexing.channels.base import ChannelWriter, open_writer
+from xlir.indexing.channels.base import ChannelWriter, ChunkedWriter, open_writer
 from xlir.indexing.channels.files import directory_bytes
 from xlir.indexing.config import IndexConfig
 from xlir.indexing.docstore import DocStore
@@ -31,6 +31,7 @@ from xlir.indexing.errors import ConfigError
 from xlir.indexing.fields import FieldInference, FieldValueError, check_fields, field_rows
 from xlir.indexing.locking import hold
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
+from xlir.indexing.progress import NO_PROGRESS, BuildProgress, corpus_size
 from xlir.indexing.publish import discard, fault, publish, recover, remove_leftovers, staging_dir
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,14 @@ def build_index(
     on_progress: Callable[[int], None] | None = None,
     wait: bool = False,
     timeout: float | None = None,
+    progress: BuildProgress | None = None,
 ) -> Manifest:
     """Build an index over ``documents`` at ``index_dir`` and return its manifest.
 
     ``skipped`` is the reader's counter of skipped lines (``on_error="skip"``); duplicate ids skipped
     here are added to it, and the totals are recorded in the manifest. ``on_progress`` is called with
-    the number of documents indexed so far, every few thousand documents and at the end.
+    the number of documents indexed so far, every few thousand documents and at the end; ``progress``
+    (:mod:`xlir.indexing.progress`) is told each stage's documents done of the total, as it goes.
     Another writer on the target: :class:`xlir.indexing.locking.IndexLockedError`, or with ``wait`` a
     wait for it (up to ``timeout`` seconds; None: as long as it takes).
     """
@@ -70,7 +73,9 @@ def build_index(
         removed = remove_leftovers(target)
         if removed:
             log.warning("removed leftovers of dead builds: %s", ", ".join(p.name for p in removed))
-        return _build_locked(documents, target, config, overwrite, sources, skipped, on_progress)
+        return _build_locked(
+            documents, target, config, overwrite, sources, skipped, on_progress, progress or NO_PROGRESS
+        )
 
 
 def _build_locked(
@@ -81,6 +86,7 @@ def _build_locked(
     sources: Iterable[str],
     skipped: Counter[str] | None,
     on_progress: Callable[[int], None] | None,
+    progress: BuildProgress,
 ) -> Manifest:
     _check_target(target, overwrite)
     unknown = [c for c in config.channels if c not in CHANNELS]
@@ -90,6 +96,7 @@ def _build_locked(
     declared = check_fields(config.fields)
     if config.on_error == "stop" and hasattr(documents, "check_unique_ids"):
         documents.check_unique_ids()  # an open_corpus(): a duplicate id fails now, not after encoding
+    total = corpus_size(documents)
 
     staging = staging_dir(target)
     staging.mkdir()
@@ -97,11 +104,17 @@ def _build_locked(
     try:
         fault("build:started")
         writers = {c: open_writer(c, staging / c, config.channel_config(c)) for c in config.channels}
+        for stage in ("read", *writers, "docstore"):
+            progress.start(stage, total)
+        for writer in writers.values():
+            if isinstance(writer, ChunkedWriter):
+                writer.progress = progress  # reports each encoded chunk (its stage: the channel's name)
         store = DocStore.in_directory(staging, create=True)
         store.declare_fields(declared)
         inference = FieldInference(declared)
         seconds = dict.fromkeys(writers, 0.0)
-        count = _ingest(documents, config, writers, seconds, store, skipped, on_progress, inference)
+        count = _ingest(documents, config, writers, seconds, store, skipped, on_progress, inference, progress)
+        progress.finish("read")
         if count == 0:
             raise CorpusError(
                 "corpus",
@@ -111,13 +124,18 @@ def _build_locked(
         channels = {}
         for name, writer in writers.items():
             start = time.perf_counter()
+            progress.start(f"{name} write")
             channels[name] = writer.close()
             channels[name]["build_seconds"] = round(seconds[name] + time.perf_counter() - start, 3)
             channels[name]["bytes"] = directory_bytes(staging / name)
+            progress.finish(f"{name} write")
+            progress.finish(name)
         languages = store.language_counts()
         store.declare_fields(inference.fields())
         fields = store.fields
         store.close()
+        progress.finish("docstore")
+        progress.start("publish")
         manifest = Manifest(
             config=config.to_dict(),
             channels=channels,
@@ -131,6 +149,7 @@ def _build_locked(
         )
         manifest.write(staging)  # last and atomically: the staged build is complete from here on
         publish(staging, target)
+        progress.finish("publish")
     except BaseException:
         discard(staging)
         raise
@@ -146,12 +165,14 @@ def _ingest(
     skipped: Counter[str],
     on_progress: Callable[[int], None] | None,
     inference: FieldInference,
+    progress: BuildProgress = NO_PROGRESS,
 ) -> int:
     """Check, route and write every document, a batch of :data:`_BATCH` at a time; returns the count.
 
     Each batch is checked document by document (id, text, duplicates, values of declared fields: the build
     stops at the first bad one, naming it), then handed whole to each writer (``add_many``) and to the
-    docstore. The metadata of undeclared keys is watched by ``inference``.
+    docstore. The metadata of undeclared keys is watched by ``inference``. Each batch advances the
+    ``progress`` of reading, of the docstore and of each writer that does not report its own chunks.
     """
     declared = store.fields
     seen: dict[str, str] = {}
@@ -159,6 +180,8 @@ def _ingest(
     count = 0
     position = 0
     iterator = iter(documents)
+    read_seconds = store_seconds = 0.0
+    started = time.perf_counter()
     while batch := list(islice(iterator, _BATCH)):
         accepted: list[Document] = []
         for doc in batch:
@@ -183,16 +206,23 @@ def _ingest(
                     continue
                 inference.observe(doc.metadata)
             accepted.append(doc)
-        if not accepted:
-            continue
-        for name, writer in writers.items():
+        read_seconds += time.perf_counter() - started
+        progress.advance("read", position, read_seconds)
+        if accepted:
+            for name, writer in writers.items():
+                start = time.perf_counter()
+                writer.add_many(accepted)
+                seconds[name] += time.perf_counter() - start
+                if not isinstance(writer, ChunkedWriter):
+                    progress.advance(name, count + len(accepted), seconds[name])
             start = time.perf_counter()
-            writer.add_many(accepted)
-            seconds[name] += time.perf_counter() - start
-        store.add_many(accepted)
-        count += len(accepted)
-        if on_progress:
-            on_progress(count)
+            store.add_many(accepted)
+            store_seconds += time.perf_counter() - start
+            count += len(accepted)
+            progress.advance("docstore", count, store_seconds)
+            if on_progress:
+                on_progress(count)
+        started = time.perf_counter()
     return count
 
 

@@ -63,6 +63,15 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     #: set once per build (a random id); an update keeps it, a rebuild changes it: the index's identity.
     build_id: str = ""
+    #: the commit counter within a build: a build (and a rebuild, with its new ``build_id``) starts at 1,
+    #: every update batch committed adds 1 (:class:`xlir.indexing.updater.IndexUpdater`, under the
+    #: writer lock). A manifest written before generations existed reads as 0.
+    generation: int = 1
+
+    @property
+    def state(self) -> tuple[str, int]:
+        """The committed state this manifest describes: (:attr:`identity`, :attr:`generation`)."""
+        return self.identity, self.generation
 
     @property
     def identity(self) -> str:
@@ -105,4 +114,19 @@ class Manifest:
                 f"{directory} has index format {version}, this xlir reads format {FORMAT_VERSION}: "
                 "rebuild the index with this version of xlir."
             )
+        data.setdefault("generation", 0)  # written before generations existed
         return cls(**data)
+
+    @staticmethod
+    def peek_state(directory: Path) -> tuple[str, int] | None:
+        """The (identity, generation) of the manifest at ``directory`` as it is now, without recovery or
+        checks; None while there is none or it cannot be read (a publish between its renames).
+
+        Cheap enough to call every second: one read of a small JSON file.
+        """
+        try:
+            data = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
+            identity = data.get("build_id") or data["created"]
+            return str(identity), int(data.get("generation", 0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None

@@ -35,7 +35,9 @@ Design
   (another process may have written a batch, or a rebuild replaced the index: its ``build_id`` differs).
   A replaced index is followed: its config is taken, the batch is checked against it and applied to it
   (:attr:`IndexUpdater.replaced` counts such switches). The manifest written after the batch is always
-  the one just read plus this batch's changes.
+  the one just read plus this batch's changes, its ``generation`` one higher: the commit readers
+  follow (a server reopens its searcher when the manifest's (build_id, generation) changes). A
+  replayed journal entry is committed again, so it counts as one more generation.
 """
 
 from __future__ import annotations
@@ -289,6 +291,7 @@ class IndexUpdater:
         self.manifest.channels = channels
         self.manifest.languages = languages
         self.manifest.documents = count
+        self.manifest.generation += 1  # the commit: readers follow the new (build_id, generation)
         atomic_write_text(self.index_dir / MANIFEST_NAME, self.manifest.to_json())
         if op == "upsert":
             return UpdateReport(

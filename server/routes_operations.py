@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, Response
 
+from xlir.server.errors import without_index_path
 from xlir.server.schemas import ErrorResponse, HealthResponse, ReadyResponse
 from xlir.server.service import ServedIndex, served_index
 
@@ -51,13 +52,16 @@ def healthz() -> HealthResponse:
     responses={503: {"model": ErrorResponse, "description": "The index is not open."}},
 )
 def readyz(index: Index) -> ReadyResponse:
-    """The index is open: its name (its directory's name, never the path), channels, documents, languages
-    and metadata fields."""
+    """The index is open: its name (its directory's name, never the path), channels, documents, languages,
+    metadata fields, and the committed state served (build id, generation). The server follows the
+    newest committed state within about a second; ``status`` is ``"stale"`` (with ``reload_error``)
+    while a newer one cannot be opened and the older one is still served."""
     with index.lock.read():
         searcher = index.require()
         manifest = searcher.manifest
+        reload_error = index.reload_error
         return ReadyResponse(
-            status="ready",
+            status="stale" if reload_error else "ready",
             index=index.index_dir.resolve().name,
             channels=searcher.channels,
             documents=manifest.documents,
@@ -65,6 +69,9 @@ def readyz(index: Index) -> ReadyResponse:
             writes_enabled=index.auth.enabled,
             updatable=index.updatable,
             fields=dict(getattr(manifest, "fields", None) or {}),
+            build_id=manifest.identity,
+            generation=manifest.generation,
+            reload_error=reload_error and without_index_path(reload_error, index.index_dir),
         )
 
 

@@ -364,3 +364,12 @@ class ReadyResponse(BaseModel):
     writes_enabled: bool
     updatable: bool
     fields: dict[str, str] = Field(default_factory=dict, description="Metadata fields and their types.")
+    build_id: str = Field(description="The build served (a rebuild changes it).")
+    generation: int = Field(
+        description="The committed state of that build served: 1 when built, one more per update batch."
+    )
+    reload_error: str | None = Field(
+        default=None,
+        description='Why a newer committed state could not be opened (then status is "stale" and the '
+        "state above is still served).",
+    )

@@ -29,6 +29,7 @@ from xlir.indexing.documents import Document
 from xlir.indexing.errors import ConfigError, IndexDamagedError
 from xlir.indexing.filecommit import recover
 from xlir.indexing.pending import PendingBatch
+from xlir.indexing.progress import NO_PROGRESS, BuildProgress
 from xlir.indexing.ranking import Ranking
 
 T = TypeVar("T")
@@ -97,11 +98,15 @@ class ChunkedWriter(ChannelWriter):
     ``add`` keeps each id in arrival order and queues the document; a queue of ``chunk_size`` documents
     is encoded at once. A subclass names its ``channel`` (for messages), sets ``chunk_size``, and says
     how a chunk is encoded (:meth:`_encode`, the timed model work) and kept (:meth:`_keep`); its
-    ``close`` starts with :meth:`_finish` and reports :meth:`_encode_stats`.
+    ``close`` starts with :meth:`_finish` and reports :meth:`_encode_stats`. After each chunk it tells
+    ``progress`` (a :class:`~xlir.indexing.progress.BuildProgress`; the builder sets it) how many documents
+    are encoded, under the stage named after the channel.
     """
 
     channel = "this"
     chunk_size = 1
+    #: where each encoded chunk is reported (the builder sets it; nothing by default)
+    progress: BuildProgress = NO_PROGRESS
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
@@ -109,6 +114,7 @@ class ChunkedWriter(ChannelWriter):
         self._pending: list[Document] = []
         self._docids: list[str] = []
         self._encode_seconds = 0.0
+        self._chunk_seconds = 0.0
         self._closed = False
 
     def add(self, doc: Document) -> None:
@@ -138,6 +144,8 @@ class ChunkedWriter(ChannelWriter):
         self._encode_seconds += time.perf_counter() - started
         self._keep(self._pending, encoded)
         self._pending = []
+        self._chunk_seconds += time.perf_counter() - started
+        self.progress.advance(self.channel, len(self._docids), self._chunk_seconds)
 
     def _finish(self, *, allow_empty: bool = False) -> int:
         """Encode what is left and close the writer; the number of documents (none: ValueError, unless allowed)."""
