@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import write_jsonl
+from small_corpora import V1, V2, documents
 
 from xlir.indexing.builder import build_index
 from xlir.indexing.docstore import DocStore
@@ -31,27 +32,12 @@ XLIR = [sys.executable, "-m", "xlir.cli"]
 KEY = "locking-test-key"
 TIMEOUT = 180
 
-V1 = [
-    {"id": "v1-en-0", "text": "the harbour lighthouse keeps ships safe", "lang": "en"},
-    {"id": "v1-en-1", "text": "a lighthouse keeper writes in his log", "lang": "en"},
-    {"id": "v1-de-0", "text": "der Leuchtturm steht am Hafen", "lang": "de"},
-]
-V2 = [
-    {"id": "v2-en-0", "text": "the orchard apples ripen in autumn", "lang": "en"},
-    {"id": "v2-en-1", "text": "apple cider from the orchard", "lang": "en"},
-    {"id": "v2-fr-0", "text": "les pommes du verger en automne", "lang": "fr"},
-]
-
 
 @pytest.fixture()
 def corpora(tmp_path: Path) -> dict[str, Path]:
     folder = tmp_path / "corpora"
     folder.mkdir()
     return {"v1": write_jsonl(folder / "v1.jsonl", V1), "v2": write_jsonl(folder / "v2.jsonl", V2)}
-
-
-def _docs(rows: list[dict]) -> list[Document]:
-    return [Document(id=r["id"], text=r["text"], lang=r["lang"]) for r in rows]
 
 
 def _ids(index: Path) -> set[str]:
@@ -98,7 +84,7 @@ def _leftovers(target: Path) -> list[str]:
 
 def test_a_second_writer_fails_naming_the_holder(corpora: dict[str, Path], tmp_path: Path) -> None:
     target = tmp_path / "idx"
-    build_index(_docs(V1), target)
+    build_index(documents(V1), target)
     gate = tmp_path / "gate"
     first = _held_build(corpora["v2"], target, gate, "--overwrite")
     try:
@@ -140,12 +126,12 @@ def test_with_wait_both_builds_succeed_in_turn(corpora: dict[str, Path], tmp_pat
     assert code == 0 and "index ready" in stderr, stderr
     assert _ids(target) == {r["id"] for r in V2}
     updater = IndexUpdater(target, wait=True, timeout=5)  # the lock is free again
-    assert updater.upsert(_docs(V1[:1])).added == 1
+    assert updater.upsert(documents(V1[:1])).added == 1
 
 
 def test_a_killed_writer_leaves_no_stale_lock(corpora: dict[str, Path], tmp_path: Path) -> None:
     target = tmp_path / "idx"
-    build_index(_docs(V1), target)
+    build_index(documents(V1), target)
     killed = _held_build(corpora["v2"], target, tmp_path / "never", "--overwrite")
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=TIMEOUT)
@@ -171,14 +157,14 @@ def test_a_killed_writer_leaves_no_stale_lock(corpora: dict[str, Path], tmp_path
 
 def test_an_updater_follows_a_rebuild_and_never_writes_the_old_manifest_back(tmp_path: Path) -> None:
     target = tmp_path / "idx"
-    build_index(_docs(V1), target)
+    build_index(documents(V1), target)
     updater = IndexUpdater(target)
     other = IndexUpdater(target)  # a second writer (process): its batches must not be lost
     other.upsert([Document(id="other", text="a lighthouse in the fog", lang="en")])
     assert updater.upsert([Document(id="mine", text="fog horn", lang="en")]).documents == 5
     assert Manifest.read(target).languages == {"de": 1, "en": 4}
 
-    build_index(_docs(V2), target, overwrite=True)
+    build_index(documents(V2), target, overwrite=True)
     report = updater.upsert([Document(id="late", text="apple pie", lang="en")])
     assert updater.replaced == 1
     assert report.documents == 4 and report.languages == {"en": 3, "fr": 1}
@@ -223,7 +209,7 @@ def _free_port() -> int:
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     target = tmp_path / "served"
-    build_index(_docs(V1), target)
+    build_index(documents(V1), target)
     port = _free_port()
     process = subprocess.Popen(
         [*XLIR, "serve", str(target), "--port", str(port)],

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import write_jsonl
+from small_corpora import V1, V2, documents
 
 from xlir.indexing.builder import build_index
-from xlir.indexing.documents import Document
 from xlir.indexing.manifest import MANIFEST_NAME, Manifest
 
 XLIR = [sys.executable, "-m", "xlir.cli"]
@@ -26,21 +26,6 @@ KEY = "follow-test-key"
 TIMEOUT = 180
 #: the bar: a committed change is served by every server within this many seconds
 FOLLOW_S = 2.0
-
-V1 = [
-    {"id": "v1-en-0", "text": "the harbour lighthouse keeps ships safe", "lang": "en"},
-    {"id": "v1-en-1", "text": "a lighthouse keeper writes in his log", "lang": "en"},
-    {"id": "v1-de-0", "text": "der Leuchtturm steht am Hafen", "lang": "de"},
-]
-V2 = [
-    {"id": "v2-en-0", "text": "the orchard apples ripen in autumn", "lang": "en"},
-    {"id": "v2-en-1", "text": "apple cider from the orchard", "lang": "en"},
-    {"id": "v2-fr-0", "text": "les pommes du verger en automne", "lang": "fr"},
-]
-
-
-def _docs(rows: list[dict]) -> list[Document]:
-    return [Document(id=r["id"], text=r["text"], lang=r["lang"]) for r in rows]
 
 
 def _free_port() -> int:
@@ -82,7 +67,7 @@ def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
 def two_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """Servers A and B on one BM25-only index (built from V1)."""
     target = tmp_path_factory.mktemp("follow") / "idx"
-    build_index(_docs(V1), target)
+    build_index(documents(V1), target)
     started = [_start(target), _start(target)]
     try:
         for process, url in started:
@@ -200,7 +185,7 @@ def test_a_rebuild_under_a_running_server_is_served_within_two_seconds(
 
 def test_a_manifest_without_a_generation_reads_as_zero(tmp_path: Path) -> None:
     target = tmp_path / "idx"
-    built = build_index(_docs(V1), target)
+    built = build_index(documents(V1), target)
     assert built.generation == 1 and Manifest.read(target).state == (built.build_id, 1)
     data = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
     del data["generation"]
@@ -221,7 +206,7 @@ def test_a_newer_state_that_does_not_open_leaves_the_older_one_served(
     monkeypatch.setattr(service, "FOLLOW_INTERVAL_S", 0)  # no thread: follow() is called here
     monkeypatch.setattr(service, "RETRY_S", 0)
     target = tmp_path / "private-folder" / "idx"
-    built = build_index(_docs(V1), target)
+    built = build_index(documents(V1), target)
     app = create_app(target)
     with TestClient(app) as client:
         index = app.state.index
