@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from metadata_corpus import metadata_for, write_metadata_corpus
+from served import serving
 
 from xlir.indexing.builder import build_index
 from xlir.indexing.config import IndexConfig
@@ -34,33 +30,8 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 
 @pytest.fixture(scope="module")
 def url(index_dir: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "xlir.cli", "serve", str(index_dir), "--port", str(port)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ)
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"xlir serve exited: {process.stderr.read().decode() if process.stderr else ''}"
-                )
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("xlir serve did not become ready")
-            time.sleep(0.2)
+    with serving(index_dir) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

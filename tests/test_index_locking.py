@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import write_jsonl
+from served import serving
 from small_corpora import V1, V2, documents
 
 from xlir.indexing.builder import build_index
@@ -200,42 +201,12 @@ def test_the_lock_is_reentrant_in_a_thread_and_exclusive_across_threads(tmp_path
 # -- a real server ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     target = tmp_path / "served"
     build_index(documents(V1), target)
-    port = _free_port()
-    process = subprocess.Popen(
-        [*XLIR, "serve", str(target), "--port", str(port)],
-        env=_env(XLIR_API_KEY=KEY),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"xlir serve exited: {process.communicate()[1]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("xlir serve never got ready")
-            time.sleep(0.2)
+    with serving(target, {"XLIR_API_KEY": KEY}) as url:
         yield url, target
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _post(url: str, *docs: dict) -> httpx.Response:

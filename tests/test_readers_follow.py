@@ -6,7 +6,6 @@ within 2 s, and ``/readyz`` naming the (build id, generation) served.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import write_jsonl
+from served import start, stop, wait_ready
 from small_corpora import V1, V2, documents
 
 from xlir.indexing.builder import build_index
@@ -28,56 +28,18 @@ TIMEOUT = 180
 FOLLOW_S = 2.0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(target: Path) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [*XLIR, "serve", str(target), "--port", str(port)],
-        env={**os.environ, "XLIR_API_KEY": KEY},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"xlir serve exited: {process.communicate()[1]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("xlir serve never got ready")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def two_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """Servers A and B on one BM25-only index (built from V1)."""
     target = tmp_path_factory.mktemp("follow") / "idx"
     build_index(documents(V1), target)
-    started = [_start(target), _start(target)]
+    started = [start(target, {"XLIR_API_KEY": KEY}), start(target, {"XLIR_API_KEY": KEY})]
     try:
         for process, url in started:
-            _wait_ready(process, url)
+            wait_ready(process, url)
         yield started[0][1], started[1][1], target
     finally:
-        for process, _ in started:
-            process.terminate()
-        for process, _ in started:
-            process.wait(timeout=30)
+        stop(*(process for process, _ in started))
 
 
 def _ready(url: str) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import HealthCheck, settings
+from served import free_port, wait_ready
 
 from xlir.retrieval.query import MAX_QUERY_CHARS
 from xlir.server.app import create_app
@@ -139,20 +140,21 @@ def test_metrics_of_several_worker_processes_add_up(index_dir: Path, tmp_path: P
     shared = tmp_path / "prometheus"
     shared.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     workers = [
         subprocess.Popen(
             [str(Path(sys.executable).parent / "xlir"), "serve", str(index_dir), "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
         )
         for port in ports
     ]
     try:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         for url, worker in zip(urls, workers, strict=True):
-            _wait_ready(url, worker)
+            wait_ready(worker, url)
         for url in urls:
             assert httpx.get(f"{url}/search", params={"q": "Panthers"}, timeout=30).status_code == 200
         httpx.get(f"{urls[0]}/search", params={"q": "Panthers"}, timeout=30)
@@ -173,7 +175,7 @@ def test_an_unusable_multiprocess_directory_is_a_user_error(index_dir: Path, tmp
     missing = tmp_path / "not-there"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(missing)}
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "xlir"), "serve", str(index_dir), "--port", str(_free_port())],
+        [str(Path(sys.executable).parent / "xlir"), "serve", str(index_dir), "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -181,27 +183,6 @@ def test_an_unusable_multiprocess_directory_is_a_user_error(index_dir: Path, tmp
     )
     assert done.returncode == 2, done.stderr
     assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr + done.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            error = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"xlir serve exited: {error}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} never got ready")
 
 
 def test_api_docs_are_served_from_bundled_assets(client: httpx.Client) -> None:
