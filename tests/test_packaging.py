@@ -1,8 +1,9 @@
 """The installed shape of xlir: one top-level package, the shipped artifacts inside it, the layers contract.
 
-The wheel is built from this checkout (no dependencies, no network) and unpacked; import-linter then reads
-the package tree exactly as `pip install xlir` lays it out (in the source tree the packages live in the
-product owner's top-level folders, which a static import graph cannot follow).
+The wheel is built from this checkout (no dependencies, no network) and unpacked. import-linter reads the
+package tree twice: as `pip install xlir` lays it out, and as `lint-imports` run in the checkout sees it
+(there, ``xlir/<layer>`` are links to the product owner's top-level folders, so a tool that walks the
+``xlir`` package finds every layer).
 """
 
 from __future__ import annotations
@@ -62,14 +63,26 @@ def test_the_wheel_carries_what_xlir_loads_at_run_time(installed: Path) -> None:
     assert (installed / "xlir" / "server" / "static" / "index.html").is_file()
 
 
-def test_layers_and_no_cycles(installed: Path) -> None:
-    """import-linter's contracts in pyproject.toml hold, with no exception listed."""
+def test_each_layer_folder_is_linked_inside_the_package() -> None:
+    """``xlir/<layer>`` links to the top-level folder that pyproject maps ``xlir.<layer>`` to."""
+    mapping = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in mapping.items():
+        if package == "xlir":
+            continue
+        link = REPO.joinpath(*package.split("."))
+        assert link.is_symlink() and link.resolve() == (REPO / folder).resolve(), package
+
+
+@pytest.mark.parametrize("where", ["checkout", "wheel"])
+def test_layers_and_no_cycles(where: str, installed: Path) -> None:
+    """import-linter's contracts in pyproject.toml hold, with no exception listed: `lint-imports` run in the
+    checkout (as a developer runs it) and over the unpacked wheel."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
     for contract in config["contracts"]:
         assert "ignore_imports" not in contract, contract["name"]
     result = subprocess.run(
         [str(BIN / "lint-imports"), str(REPO / "pyproject.toml"), "--no-cache"],
-        cwd=installed,
+        cwd=REPO if where == "checkout" else installed,
         capture_output=True,
         text=True,
     )
