@@ -94,9 +94,12 @@ def _build_locked(
         raise ConfigError(f"unknown channel(s) {unknown}; known channels: {sorted(CHANNELS)}")
     skipped = skipped if skipped is not None else Counter()
     declared = check_fields(config.fields)
+    total = None
     if config.on_error == "stop" and hasattr(documents, "check_unique_ids"):
-        documents.check_unique_ids()  # an open_corpus(): a duplicate id fails now, not after encoding
-    total = corpus_size(documents)
+        # an open_corpus(): a duplicate id fails now, not after encoding; the pass counts the lines too
+        total = documents.check_unique_ids()
+    if total is None:
+        total = corpus_size(documents)
 
     staging = staging_dir(target)
     staging.mkdir()

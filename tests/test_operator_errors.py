@@ -118,7 +118,8 @@ def test_a_corpus_finds_a_duplicate_id_in_one_pass_over_the_ids(tmp_path: Path) 
         CorpusError, match=r"ints.jsonl:4: duplicate document id '7' \(first seen at .*ints.jsonl:1\)"
     ):
         ints.check_unique_ids()
-    open_corpus(write_jsonl(tmp_path / "unique.jsonl", _rows(100))).check_unique_ids()
+    unique = open_corpus(write_jsonl(tmp_path / "unique.jsonl", _rows(100)))
+    assert unique.check_unique_ids() == 100  # the lines it read: a build's progress total, counted once
 
 
 def test_a_build_stops_at_a_duplicate_id_before_any_batch_is_encoded(tmp_path: Path) -> None:

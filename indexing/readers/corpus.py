@@ -40,13 +40,14 @@ class Corpus(Iterator[Document]):
     def __next__(self) -> Document:
         return next(self._documents)
 
-    def check_unique_ids(self) -> None:
+    def check_unique_ids(self) -> int | None:
         """Raise the ``duplicate_id`` CorpusError (naming both lines) of the first id the files hold twice.
 
         One quick pass over the ids (:func:`~xlir.indexing.readers.ids.check_unique_ids`); a line whose id
-        cannot be read is left to the reader, which reports it in its turn.
+        cannot be read is left to the reader, which reports it in its turn. Returns the non-blank lines
+        counted on the way (None if a file could not be read to its end).
         """
-        check_unique_ids(self.files)
+        return check_unique_ids(self.files)
 
 
 def open_corpus(

@@ -37,28 +37,45 @@ DUPLICATE_HINT = (
 )
 
 
-def check_unique_ids(paths: Sequence[Path]) -> None:
-    """Raise the ``duplicate_id`` CorpusError of the first id of ``paths`` (JSON Lines files) seen twice."""
+class _LineCount:
+    """The non-blank lines read, and whether every file was read to its end."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.complete = True
+
+
+def check_unique_ids(paths: Sequence[Path]) -> int | None:
+    """Raise the ``duplicate_id`` CorpusError of the first id of ``paths`` (JSON Lines files) seen twice.
+
+    Returns the number of non-blank lines the files hold (what a build shows as its total, so that it
+    need not read the corpus once more to count them), or None when a file could not be read to its end.
+    """
     seen: dict[str, int] = {}
+    count = _LineCount()
     for number, path in enumerate(paths):
-        for lineno, raw, docid in _ids(path):
+        for lineno, raw, docid in _ids(path, count):
             first = seen.setdefault(docid, number << _LINE_BITS | lineno)
             if first != number << _LINE_BITS | lineno:
                 error = _confirmed(paths, first, f"{path}:{lineno}", raw)
                 if error is not None:
                     raise error
+    return count.lines if count.complete else None
 
 
-def _ids(path: Path) -> Iterator[tuple[int, bytes, str]]:
-    """``(line number, line, id)`` for each line of ``path`` whose id can be read; the others are skipped."""
+def _ids(path: Path, count: _LineCount) -> Iterator[tuple[int, bytes, str]]:
+    """``(line number, line, id)`` for each line of ``path`` whose id can be read; the others are skipped.
+    Every non-blank line is counted in ``count``."""
     try:
         with open_binary(path) as stream:
             for lineno, raw in enumerate(stream, 1):
+                if raw.strip():
+                    count.lines += 1
                 docid = _line_id(raw)
                 if docid is not None:
                     yield lineno, raw, docid
     except (CorpusError, OSError, EOFError, zlib.error, gzip.BadGzipFile):
-        return  # the reader reports an unreadable file when it gets there
+        count.complete = False  # the reader reports an unreadable file when it gets there
 
 
 def _line_id(raw: bytes) -> str | None:
